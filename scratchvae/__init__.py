@@ -1,0 +1,10 @@
+"""scratchvae: a from-scratch Variational Autoencoder engine with hand-derived gradients.
+
+Modules:
+    backend     NumPy/CuPy selection, seeded generators, host/device moves
+    functional  the math of each op: forward returns (out, cache), backward takes it
+    layers      Dense, Conv2d, ConvTranspose2d, BatchNorm, activations, Dropout, ...
+    optim       SGD and Adam
+    gradcheck   finite-difference checks of any backward pass
+"""
+__version__ = "0.1.0"

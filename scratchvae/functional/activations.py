@@ -1,0 +1,65 @@
+"""Elementwise activations and their derivatives. Derivations: docs/layers.md#activations.
+
+Every backward is ``dx = dy * f'(x)``, with ``f'`` written in the cheapest form
+that the cache allows (from the output where possible).
+"""
+from ..backend import get_array_module
+
+
+def relu_forward(x):
+    """y = max(x, 0), any shape."""
+    xp = get_array_module(x)
+    mask = x > 0
+    return xp.where(mask, x, 0).astype(x.dtype, copy=False), mask
+
+
+def relu_backward(dy, mask):
+    """dx = dy * [x > 0]."""
+    return dy * mask
+
+
+def leaky_relu_forward(x, negative_slope=0.01):
+    """y = x for x > 0, ``negative_slope * x`` otherwise."""
+    xp = get_array_module(x)
+    mask = x > 0
+    return xp.where(mask, x, negative_slope * x).astype(x.dtype, copy=False), (mask, negative_slope)
+
+
+def leaky_relu_backward(dy, cache):
+    """dx = dy for x > 0, ``negative_slope * dy`` otherwise."""
+    xp = get_array_module(dy)
+    mask, negative_slope = cache
+    return xp.where(mask, dy, negative_slope * dy).astype(dy.dtype, copy=False)
+
+
+def sigmoid(x):
+    """Logistic function 1 / (1 + exp(-x)), without overflow for large |x|.
+
+    Uses exp(-|x|) <= 1 on both branches:
+    x >= 0: 1 / (1 + e^-x);  x < 0: e^x / (1 + e^x).
+    """
+    xp = get_array_module(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid_forward(x):
+    """y = sigmoid(x); the cache is y itself."""
+    y = sigmoid(x)
+    return y, y
+
+
+def sigmoid_backward(dy, y):
+    """dx = dy * y * (1 - y)."""
+    return dy * y * (1 - y)
+
+
+def tanh_forward(x):
+    """y = tanh(x); the cache is y itself."""
+    y = get_array_module(x).tanh(x)
+    return y, y
+
+
+def tanh_backward(dy, y):
+    """dx = dy * (1 - y^2)."""
+    return dy * (1 - y * y)

@@ -1,0 +1,41 @@
+"""Inverted dropout layer. Math in ``functional/dropout.py``."""
+from ..backend import backend_of
+from ..functional.dropout import dropout_backward, dropout_forward
+from .base import Layer
+
+
+class Dropout(Layer):
+    """Zero each unit with probability ``p`` in training and scale the rest by 1/(1-p).
+
+    The keep-mask comes from the layer's generator (``seed=``/``rng=``), lives on
+    the generator's backend, and is reused by ``backward``. With
+    ``training=False`` the layer is the identity.
+    """
+
+    def __init__(self, p=0.5, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = float(p)
+
+    def forward(self, x, training=True):
+        self.check_input(x, (1, 2, 3, 4, 5))
+        if not training or self.p == 0.0:
+            return self.remember((None,), x)
+        if backend_of(x) != self.backend:
+            raise ValueError(
+                f"Dropout: input is a {backend_of(x)} array but the layer's generator lives on "
+                f"{self.backend}; build the layer with backend={backend_of(x)!r}"
+            )
+        mask = self.rng.bernoulli(x.shape, 1.0 - self.p, dtype=x.dtype)
+        y, scaled_mask = dropout_forward(x, mask, self.p)
+        return self.remember((scaled_mask,), y)
+
+    def backward(self, dy):
+        (scaled_mask,) = self.take_cache(dy)
+        if scaled_mask is None:  # identity in evaluation
+            return dy
+        return dropout_backward(dy, scaled_mask)
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"

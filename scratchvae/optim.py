@@ -1,0 +1,140 @@
+"""Optimizers that update a ``params``/``grads`` pair of dicts in place.
+
+Both take the two dicts (for a model: ``model.params, model.grads``) and keep
+references to the arrays in them. ``step()`` reads the current gradients and
+writes the new values into the parameter arrays (``p[...] = ...``), so layers
+and the optimizer keep sharing the same arrays.
+
+``zero_grad()``: scratchvae's ``backward`` *overwrites* gradients, it does not
+add to them, so a training loop needs no ``zero_grad`` between steps; the
+method fills every gradient with zeros for code that accumulates by hand.
+
+The update formulas, as in PyTorch (docs/layers.md#optimizers):
+
+SGD, momentum mu, weight decay lam:
+    g = grad + lam * p
+    v = mu * v + g          (v = g on the first step)
+    p = p - lr * v
+
+Adam (bias-corrected), t = 1, 2, ...:
+    g = grad + lam * p
+    m = b1 * m + (1 - b1) * g;   v = b2 * v + (1 - b2) * g^2
+    p = p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+"""
+from __future__ import annotations
+
+import math
+
+from .backend import backend_of, get_array_module, to_device, to_host
+
+
+class Optimizer:
+    """Shared bookkeeping: the parameter/gradient dicts and checks."""
+
+    def __init__(self, params: dict, grads: dict, lr: float):
+        if set(params) != set(grads):
+            missing = sorted(set(params) ^ set(grads))
+            raise ValueError(f"{type(self).__name__}: params and grads have different names: {missing}")
+        for k in params:
+            if params[k].shape != grads[k].shape:
+                raise ValueError(
+                    f"{type(self).__name__}: params[{k!r}] has shape {params[k].shape} but "
+                    f"grads[{k!r}] has shape {grads[k].shape}"
+                )
+        if lr <= 0:
+            raise ValueError(f"{type(self).__name__}: lr must be positive, got {lr}")
+        self.params, self.grads, self.lr = dict(params), dict(grads), float(lr)
+        self.t = 0
+
+    def zero_grad(self):
+        """Fill every gradient with zeros."""
+        for g in self.grads.values():
+            g[...] = 0
+
+    def _slots(self):
+        return {}
+
+    def state_dict(self) -> dict:
+        """Optimizer state as host arrays and numbers (for checkpoints)."""
+        out = {"t": self.t}
+        for slot, arrays in self._slots().items():
+            for k, a in arrays.items():
+                out[f"{slot}.{k}"] = to_host(a)
+        return out
+
+    def load_state_dict(self, state: dict):
+        """Restore ``state_dict()`` output onto the parameters' backend."""
+        self.t = int(state["t"])
+        for slot, arrays in self._slots().items():
+            for k in arrays:
+                key = f"{slot}.{k}"
+                if key not in state:
+                    raise ValueError(f"{type(self).__name__}: optimizer state lacks {key!r}")
+                arrays[k][...] = to_device(state[key], backend_of(self.params[k]))
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum and weight decay (PyTorch's form)."""
+
+    def __init__(self, params, grads, lr=0.01, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, grads, lr)
+        if momentum < 0 or weight_decay < 0:
+            raise ValueError("SGD: momentum and weight_decay must be >= 0")
+        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+        self.velocity = {k: get_array_module(p).zeros_like(p) for k, p in self.params.items()} if momentum else {}
+
+    def _slots(self):
+        return {"velocity": self.velocity}
+
+    def step(self):
+        """One update of every parameter in place."""
+        self.t += 1
+        for k, p in self.params.items():
+            g = self.grads[k]
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            if self.momentum:
+                v = self.velocity[k]
+                if self.t == 1:
+                    v[...] = g
+                else:
+                    v *= self.momentum
+                    v += g
+                g = v
+            p -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam with bias correction; defaults are PyTorch's (lr 1e-3, betas (0.9, 0.999), eps 1e-8)."""
+
+    def __init__(self, params, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, grads, lr)
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1) or eps <= 0 or weight_decay < 0:
+            raise ValueError(f"Adam: need 0 <= betas < 1, eps > 0, weight_decay >= 0; got {betas}, {eps}, {weight_decay}")
+        self.b1, self.b2, self.eps, self.weight_decay = float(b1), float(b2), float(eps), float(weight_decay)
+        self.m = {k: get_array_module(p).zeros_like(p) for k, p in self.params.items()}
+        self.v = {k: get_array_module(p).zeros_like(p) for k, p in self.params.items()}
+
+    def _slots(self):
+        return {"m": self.m, "v": self.v}
+
+    def step(self):
+        """One update of every parameter in place."""
+        self.t += 1
+        b1, b2 = self.b1, self.b2
+        c1 = 1.0 - b1**self.t
+        c2 = 1.0 - b2**self.t
+        step_size = self.lr / c1
+        sqrt_c2 = math.sqrt(c2)
+        for k, p in self.params.items():
+            g = self.grads[k]
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            xp = get_array_module(p)
+            m, v = self.m[k], self.v[k]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            p -= step_size * m / (xp.sqrt(v) / sqrt_c2 + self.eps)

@@ -1,0 +1,60 @@
+"""Shared fixtures: the backend under test, and hypothesis profiles.
+
+Every test that takes the ``backend`` (or ``xp``) fixture runs once per
+selected backend. ``--backend`` picks them: ``numpy``, ``cupy`` or ``all``
+(default). Cupy cases skip, saying why, where CuPy or a GPU is missing.
+"""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from scratchvae.backend import cupy_available, get_xp
+
+settings.register_profile(
+    "ci", deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--backend",
+        choices=("numpy", "cupy", "all"),
+        default="all",
+        help="array backend(s) to test: numpy, cupy or all (default; cupy skips without a GPU)",
+    )
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--backend")
+        names = ["numpy", "cupy"] if chosen == "all" else [chosen]
+        metafunc.parametrize("backend", names, indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """The backend name under test; skips cupy cases where CuPy cannot run."""
+    name = request.param
+    if name == "cupy":
+        ok, why = cupy_available()
+        if not ok:
+            pytest.skip(f"cupy backend unavailable: {why}")
+    return name
+
+
+@pytest.fixture
+def xp(backend):
+    """The array module (numpy or cupy) of the backend under test."""
+    return get_xp(backend)
+
+
+@pytest.fixture
+def host_rng():
+    """A seeded NumPy generator for test data (moved to the backend by the test)."""
+    return np.random.default_rng(1234)
