@@ -25,6 +25,7 @@ visible without dividing by zero. Derivation and use: docs/gradcheck.md.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -199,3 +200,38 @@ def check_layer(layer, x, dy=None, training=True, seed=0, step=DEFAULT_STEP, max
         return {"x": dx, **layer.grads}
 
     return check_function(forward, backward, inputs, dy=dy, seed=seed, step=step, max_entries=max_entries)
+
+
+def iter_layers(model):
+    """Every ``Layer`` inside a layer, a ``Sequential``, a ``GaussianHead`` or a ``VAE``."""
+    from .layers.base import Layer
+
+    if hasattr(model, "layers"):  # Sequential
+        for layer in model.layers:
+            yield from iter_layers(layer)
+    elif hasattr(model, "_children"):  # VAE, GaussianHead
+        for _, child in model._children():
+            yield from iter_layers(child)
+    elif isinstance(model, Layer):
+        yield model
+
+
+@contextmanager
+def frozen_patterns(model):
+    """Within the block, piecewise-linear activations (ReLU, LeakyReLU) and Dropout
+    reuse the on/off pattern of the first forward pass made inside the block.
+
+    The loss is then a smooth function near the checked point with the same
+    gradient there, so a finite-difference step that would cross a ReLU kink (or
+    redraw a dropout mask) no longer spoils the comparison. This is "stay away
+    from the kinks" for whole models, where no input can keep every unit away.
+    """
+    layers = [layer for layer in iter_layers(model) if hasattr(type(layer), "freeze_pattern")]
+    for layer in layers:
+        layer._cache, layer._out_shape = None, None
+        layer.freeze_pattern = True
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.freeze_pattern = False

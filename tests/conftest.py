@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, settings
 from scratchvae.backend import cupy_available, get_xp
 
 settings.register_profile(
-    "ci", deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow]
+    "ci", deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 settings.register_profile(
-    "thorough", deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow]
+    "thorough", deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

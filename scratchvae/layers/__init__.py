@@ -6,10 +6,11 @@ from .batchnorm import BatchNorm1d, BatchNorm2d
 from .conv import Conv2d, ConvTranspose2d
 from .dense import Dense
 from .dropout import Dropout
+from .gaussian_head import GaussianHead
 from .sequential import Sequential
 from .shape import Flatten, Reshape
 
 __all__ = [
-    "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dense", "Dropout", "Flatten",
+    "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dense", "Dropout", "Flatten", "GaussianHead",
     "Layer", "LeakyReLU", "ReLU", "Reshape", "Sequential", "Sigmoid", "Tanh",
 ]

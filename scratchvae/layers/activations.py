@@ -16,15 +16,37 @@ class _Activation(Layer):
         y, cache = type(self)._forward(x)
         return self.remember(cache, y)
 
+
+class _Piecewise(Layer):
+    """A piecewise-linear activation. With ``freeze_pattern`` set (see
+    ``scratchvae.gradcheck.frozen_patterns``) it reuses the on/off pattern of
+    its last forward, so finite differences never step across a kink."""
+
+    freeze_pattern = False
+
+    def forward(self, x, training=True):
+        self.check_input(x, _ANY_RANK)
+        if self.freeze_pattern and self._cache is not None and self._out_shape == tuple(x.shape):
+            y = self._apply_pattern(x, self._cache)
+        else:
+            y, self._cache = self._compute(x)
+        return self.remember(self._cache, y)
+
     def backward(self, dy):
         return type(self)._backward(dy, self.take_cache(dy))
 
 
-class ReLU(_Activation):
+class ReLU(_Piecewise):
     """y = max(x, 0)."""
 
-    _forward = F.relu_forward
-    _backward = F.relu_backward
+    def _compute(self, x):
+        return F.relu_forward(x)
+
+    def _apply_pattern(self, x, mask):
+        return F.relu_backward(x, mask)  # x * [x0 > 0]: the same linear map as at x0
+
+    def backward(self, dy):
+        return F.relu_backward(dy, self.take_cache(dy))
 
 
 class Sigmoid(_Activation):
@@ -41,17 +63,18 @@ class Tanh(_Activation):
     _backward = F.tanh_backward
 
 
-class LeakyReLU(Layer):
+class LeakyReLU(_Piecewise):
     """y = x for x > 0, ``negative_slope * x`` otherwise (PyTorch's default slope 0.01)."""
 
     def __init__(self, negative_slope=0.01, **kwargs):
         super().__init__(**kwargs)
         self.negative_slope = float(negative_slope)
 
-    def forward(self, x, training=True):
-        self.check_input(x, _ANY_RANK)
-        y, cache = F.leaky_relu_forward(x, self.negative_slope)
-        return self.remember(cache, y)
+    def _compute(self, x):
+        return F.leaky_relu_forward(x, self.negative_slope)
+
+    def _apply_pattern(self, x, cache):
+        return F.leaky_relu_backward(x, cache)
 
     def backward(self, dy):
         return F.leaky_relu_backward(dy, self.take_cache(dy))

@@ -167,3 +167,12 @@ def _make_generator(seed, rng, backend) -> Generator:
         )
     return gen
 
+
+
+def gather(children, attr):
+    """Merge ``attr`` dicts ("params", "grads", "buffers") of named children under dotted names.
+
+    ``children`` is an iterable of ``(name, obj)``; returns ``{"name.key": array}``
+    holding the children's own array objects (nothing is copied).
+    """
+    return {f"{name}.{k}": v for name, child in children for k, v in getattr(child, attr).items()}

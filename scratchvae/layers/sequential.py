@@ -1,5 +1,5 @@
 """Sequential: a chain of layers with dotted parameter names ("0.W", "3.b", ...)."""
-from .base import Layer
+from .base import Layer, gather
 
 
 class Sequential(Layer):
@@ -30,7 +30,7 @@ class Sequential(Layer):
         return self._gather("buffers")
 
     def _gather(self, attr):
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in getattr(layer, attr).items()}
+        return gather(((str(i), layer) for i, layer in enumerate(self.layers)), attr)
 
     def forward(self, x, training=True):
         for layer in self.layers:

@@ -1,0 +1,129 @@
+"""The latent pieces of a VAE: the log-variance bound, the reparameterization
+z = mu + exp(logvar / 2) * eps, and the KL divergence from q(z|x) = N(mu, diag(exp(logvar)))
+to the prior N(0, I), analytic and Monte-Carlo. Derivations: docs/vae.md.
+
+Every function that exponentiates a log-variance first passes it through
+``bound_logvar``, a smooth two-sided clamp to [LOGVAR_MIN, LOGVAR_MAX]. Inside
+that range it is the identity to ~1e-11; outside it saturates, so exp() never
+overflows in float32 (exp(30) ~ 1e13) and no NaN appears for any finite input.
+Its derivative is part of each backward and of each gradient check.
+"""
+import math
+
+from ..backend import get_array_module
+from .activations import sigmoid
+
+LOGVAR_MIN = -30.0
+LOGVAR_MAX = 30.0
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def softplus(x):
+    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
+    xp = get_array_module(x)
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def bound_logvar(logvar, low=LOGVAR_MIN, high=LOGVAR_MAX):
+    """Smooth clamp b(v) = low + softplus(high - softplus(high - v) - low).
+
+    Returns ``(b, db/dv)``; db/dv = sigmoid(high - v) * sigmoid(u - low) with
+    u = high - softplus(high - v), which lies in (0, 1].
+    """
+    u = high - softplus(high - logvar)
+    b = low + softplus(u - low)
+    slope = sigmoid(high - logvar) * sigmoid(u - low)
+    return b.astype(logvar.dtype, copy=False), slope.astype(logvar.dtype, copy=False)
+
+
+def reparameterize_forward(mu, logvar, eps):
+    """z = mu + sigma * eps with sigma = exp(bound(logvar) / 2).
+
+    Parameters
+    ----------
+    mu, logvar, eps : (N, D)
+
+    Returns
+    -------
+    z : (N, D);  cache
+    """
+    xp = get_array_module(mu)
+    lv, slope = bound_logvar(logvar)
+    sigma = xp.exp(0.5 * lv)
+    return mu + sigma * eps, (sigma, eps, slope)
+
+
+def reparameterize_backward(dz, cache):
+    """dmu = dz;  dlogvar = dz * eps * sigma / 2 * bound'(logvar)."""
+    sigma, eps, slope = cache
+    return dz, dz * eps * (0.5 * sigma) * slope
+
+
+def kl_standard_normal_forward(mu, logvar):
+    """Analytic KL(N(mu, diag(exp(lv))) || N(0, I)) per sample.
+
+    KL_n = 1/2 sum_d (exp(lv) + mu^2 - 1 - lv), lv = bound(logvar)
+
+    Parameters
+    ----------
+    mu, logvar : (N, D)
+
+    Returns
+    -------
+    kl : (N,) in nats;  cache
+    """
+    xp = get_array_module(mu)
+    lv, slope = bound_logvar(logvar)
+    var = xp.exp(lv)
+    kl = 0.5 * (var + mu * mu - 1.0 - lv).sum(axis=1)
+    return kl, (mu, var, slope)
+
+
+def kl_standard_normal_backward(dkl, cache):
+    """dmu = dkl * mu;  dlogvar = dkl * (exp(lv) - 1) / 2 * bound'(logvar)."""
+    mu, var, slope = cache
+    d = dkl[:, None]
+    return d * mu, d * (0.5 * (var - 1.0)) * slope
+
+
+def kl_monte_carlo_forward(z, mu, logvar):
+    """Single-sample KL estimate log q(z|x) - log p(z) at a given z, per sample.
+
+    log q(z|x) - log p(z) = sum_d [ -lv/2 - (z - mu)^2 / (2 exp(lv)) + z^2 / 2 ]
+    (the log(2 pi) terms cancel). Its mean over z ~ q is the analytic KL.
+
+    Parameters
+    ----------
+    z, mu, logvar : (N, D); z is an input of its own, so the gradient flows
+        both through z (and from there through the reparameterization) and
+        directly into mu and logvar.
+
+    Returns
+    -------
+    kl : (N,);  cache
+    """
+    xp = get_array_module(z)
+    lv, slope = bound_logvar(logvar)
+    inv_var = xp.exp(-lv)
+    diff = z - mu
+    kl = (-0.5 * lv - 0.5 * diff * diff * inv_var + 0.5 * z * z).sum(axis=1)
+    return kl, (z, diff, inv_var, slope)
+
+
+def kl_monte_carlo_backward(dkl, cache):
+    """Partial derivatives of the estimate, holding the other inputs fixed.
+
+    dz = dkl * (z - (z - mu) / var);  dmu = dkl * (z - mu) / var;
+    dlogvar = dkl * (-1/2 + (z - mu)^2 / (2 var)) * bound'(logvar)
+    """
+    z, diff, inv_var, slope = cache
+    d = dkl[:, None]
+    scaled = diff * inv_var
+    return d * (z - scaled), d * scaled, d * (0.5 * (diff * scaled - 1.0)) * slope
+
+
+def gaussian_log_density(x, mean, logvar):
+    """log N(x; mean, exp(logvar)) elementwise (used by the lessons and evaluation)."""
+    xp = get_array_module(x)
+    diff = x - mean
+    return -0.5 * (_LOG_2PI + logvar + diff * diff * xp.exp(-logvar))

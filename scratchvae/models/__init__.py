@@ -1,0 +1,42 @@
+"""Named VAE architectures and the model class. ``build_vae`` is the entry point."""
+from ..backend import Generator, resolve_dtype
+from ..layers import GaussianHead
+from ..likelihoods import LIKELIHOODS, make_likelihood
+from .architectures import ARCHITECTURES, architecture
+from .vae import KL_ESTIMATORS, VAE, ELBOTerms
+
+
+def build_vae(name, latent_dim=None, likelihood=None, beta=1.0, *, dtype=None, seed=0,
+              backend="numpy", kl="analytic", variance=0.5):
+    """Build a named VAE.
+
+    Parameters
+    ----------
+    name : one of ``ARCHITECTURES`` ("paper-mlp", "paper-conv", "tutorial-mlp")
+    latent_dim : size of z (the architecture's default if None)
+    likelihood : one of ``LIKELIHOODS`` (the architecture's default if None)
+    beta : weight of the KL term (1 = the ELBO; beta-VAE otherwise)
+    dtype : float32 (default) or float64
+    seed : seeds the weights, the dropout masks and the noise
+    backend : "numpy" or "cupy", where every array is created
+    kl : "analytic" (closed form) or "mc" (single-sample log q - log p)
+    variance : the fixed variance c of the "gaussian-fixed" likelihood
+    """
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}: choose one of {', '.join(ARCHITECTURES)}")
+    spec = ARCHITECTURES[name]
+    latent_dim = spec["latent_dim"] if latent_dim is None else int(latent_dim)
+    if latent_dim < 1:
+        raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+    likelihood = spec["likelihood"] if likelihood is None else likelihood
+    dtype = resolve_dtype(dtype)
+    rng = Generator(seed, backend)
+    lik = make_likelihood(likelihood, rng.xp, dtype, variance)
+    kw = dict(dtype=dtype, rng=rng)
+    encoder, features, decoder = spec["build"](latent_dim, lik.channels_per_pixel, kw)
+    head = GaussianHead(features, latent_dim, **kw)
+    return VAE(encoder, head, decoder, lik, rng=rng, beta=beta, kl=kl, dtype=dtype, name=name)
+
+
+__all__ = ["ARCHITECTURES", "ELBOTerms", "KL_ESTIMATORS", "LIKELIHOODS", "VAE", "architecture",
+           "build_vae"]

@@ -1,0 +1,189 @@
+"""The VAE: encoder -> Gaussian head -> reparameterization -> decoder -> likelihood.
+
+Loss per batch (nats per image, averaged over the batch):
+
+    loss = mean_n [ -log p(x_n | z_n) + beta * KL_n ],   z_n = mu_n + sigma_n * eps_n
+
+With beta = 1 this is the negative ELBO. ``backward`` runs every piece's
+hand-written backward in reverse; the derivations are in docs/vae.md.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..backend import backend_of, resolve_dtype
+from ..functional import latent as F
+from ..layers.base import gather
+
+KL_ESTIMATORS = ("analytic", "mc")
+
+
+class ELBOTerms(NamedTuple):
+    """What ``VAE.forward`` returns: 0-d arrays on the model's backend (no host sync).
+
+    ``loss`` = ``recon`` + beta * ``kl``; all are means over the batch, in nats per image.
+    ``float(terms)`` gives the loss as a Python float.
+    """
+
+    loss: object
+    recon: object
+    kl: object
+
+    def __float__(self):
+        return float(self.loss)
+
+
+class VAE:
+    """A VAE assembled from an encoder, a Gaussian head, a decoder and a likelihood.
+
+    Parameters are gathered under dotted names: ``encoder.0.W``, ``head.mu.W``,
+    ``decoder.3.b``, ``likelihood.log_scale``. Build one with
+    ``scratchvae.models.build_vae``.
+    """
+
+    def __init__(self, encoder, head, decoder, likelihood, *, rng, image_shape=(1, 28, 28),
+                 beta=1.0, kl="analytic", dtype=None, name="custom"):
+        if kl not in KL_ESTIMATORS:
+            raise ValueError(f"kl must be one of {KL_ESTIMATORS}, got {kl!r}")
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        self.encoder, self.head, self.decoder, self.likelihood = encoder, head, decoder, likelihood
+        self.rng, self.image_shape, self.beta, self.kl = rng, tuple(image_shape), float(beta), kl
+        self.dtype, self.name = resolve_dtype(dtype), name
+        self.latent_dim = head.latent_dim
+        self._cache = None
+
+    # -- parameters ----------------------------------------------------------
+    def _children(self):
+        return (("encoder", self.encoder), ("head", self.head), ("decoder", self.decoder),
+                ("likelihood", self.likelihood))
+
+    @property
+    def params(self):
+        return gather(self._children(), "params")
+
+    @property
+    def grads(self):
+        return gather(self._children(), "grads")
+
+    @property
+    def buffers(self):
+        return gather(self._children()[:3], "buffers")
+
+    @property
+    def backend(self):
+        return self.rng.backend
+
+    def num_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    # -- training ------------------------------------------------------------
+    def _check_images(self, x):
+        shape = getattr(x, "shape", None)
+        size = int(np.prod(self.image_shape))
+        if shape is None or len(shape) < 2 or int(np.prod(shape[1:])) != size:
+            raise ValueError(
+                f"VAE {self.name!r}: expected images of shape (N, {', '.join(map(str, self.image_shape))})"
+                f" or (N, {size}), got {None if shape is None else tuple(shape)}"
+            )
+        if np.dtype(x.dtype) != self.dtype or backend_of(x) != self.backend:
+            raise ValueError(
+                f"VAE {self.name!r}: expected a {self.dtype.name} {self.backend} array, got "
+                f"{np.dtype(x.dtype).name} {backend_of(x)}; convert with "
+                f"scratchvae.backend.to_device(x, {self.backend!r}, dtype={self.dtype.name!r})"
+            )
+        return x.reshape((shape[0],) + self.image_shape)
+
+    def _check_eps(self, eps, shape):
+        if tuple(getattr(eps, "shape", ())) != shape:
+            raise ValueError(
+                f"VAE {self.name!r}: eps must have shape {shape} (batch, latent_dim), "
+                f"got {getattr(eps, 'shape', type(eps).__name__)}"
+            )
+        if np.dtype(eps.dtype) != self.dtype or backend_of(eps) != self.backend:
+            raise ValueError(
+                f"VAE {self.name!r}: eps must be a {self.dtype.name} {self.backend} array, got "
+                f"{np.dtype(eps.dtype).name} {backend_of(eps)}"
+            )
+
+    def forward(self, x, eps=None, training=True) -> ELBOTerms:
+        """Loss of a batch and its parts; keeps what ``backward`` needs.
+
+        Parameters
+        ----------
+        x : (N, C, H, W) or (N, C*H*W) images on the model's backend and dtype
+        eps : (N, latent_dim) standard normal noise; drawn from the model's generator if None
+        training : dropout on and batch statistics in batch norm; False makes
+            the loss a deterministic function of the parameters given ``eps``
+        """
+        images = self._check_images(x)
+        n = images.shape[0]
+        h = self.encoder.forward(images, training=training)
+        mu, logvar = self.head.forward(h, training=training)
+        if eps is None:
+            eps = self.rng.normal(mu.shape, dtype=self.dtype)
+        self._check_eps(eps, tuple(mu.shape))
+        z, reparam_cache = F.reparameterize_forward(mu, logvar, eps)
+        out = self.decoder.forward(z, training=training)
+        nll = self.likelihood.nll(out, images)
+        if self.kl == "analytic":
+            kl, kl_cache = F.kl_standard_normal_forward(mu, logvar)
+        else:
+            kl, kl_cache = F.kl_monte_carlo_forward(z, mu, logvar)
+        self._cache = (n, reparam_cache, kl_cache)
+        recon, kl_mean = nll.mean(), kl.mean()
+        return ELBOTerms(recon + self.beta * kl_mean, recon, kl_mean)
+
+    def backward(self, dloss=1.0):
+        """Fill ``grads`` for every parameter with d(dloss * loss)/d(param) of the last forward."""
+        if self._cache is None:
+            raise ValueError(f"VAE {self.name!r}: backward called before forward")
+        n, reparam_cache, kl_cache = self._cache
+        xp = self.rng.xp
+        dnll = xp.full((n,), 1.0 / n, dtype=self.dtype) * dloss
+        dkl = xp.full((n,), self.beta / n, dtype=self.dtype) * dloss
+        dz = self.decoder.backward(self.likelihood.backward(dnll))
+        if self.kl == "analytic":
+            dmu_kl, dlogvar_kl = F.kl_standard_normal_backward(dkl, kl_cache)
+        else:
+            dz_kl, dmu_kl, dlogvar_kl = F.kl_monte_carlo_backward(dkl, kl_cache)
+            dz = dz + dz_kl
+        dmu, dlogvar = F.reparameterize_backward(dz, reparam_cache)
+        dh = self.head.backward(dmu + dmu_kl, dlogvar + dlogvar_kl)
+        self.encoder.backward(dh)
+
+    # -- using a trained model -------------------------------------------------
+    def encode(self, x):
+        """(mu, logvar) of q(z|x), each (N, latent_dim); evaluation mode."""
+        return self.head.forward(self.encoder.forward(self._check_images(x), training=False), False)
+
+    def decode(self, z):
+        """Image means (N, C, H, W) for latent codes z (N, latent_dim); evaluation mode."""
+        return self.likelihood.mean(self.decoder.forward(z, training=False))
+
+    def sample(self, n):
+        """``n`` images decoded from z ~ N(0, I) drawn with the model's generator."""
+        return self.decode(self.rng.normal((int(n), self.latent_dim), dtype=self.dtype))
+
+    def reconstruct(self, x):
+        """Decode the posterior mean of each image: decode(mu(x))."""
+        return self.decode(self.encode(x)[0])
+
+    def to_backend(self, backend):
+        """Move every array to ``backend`` (returns self)."""
+        for _, child in self._children()[:3]:
+            child.to_backend(backend)
+        from ..backend import Generator, to_device
+        for k, v in self.likelihood.params.items():
+            self.likelihood.params[k] = to_device(v, backend)
+            self.likelihood.grads[k] = to_device(self.likelihood.grads[k], backend)
+        self.rng = Generator(self.rng.seed, backend)
+        self._cache = None
+        return self
+
+    def __repr__(self):
+        return (f"VAE({self.name!r}, latent_dim={self.latent_dim}, likelihood="
+                f"{self.likelihood.name!r}, beta={self.beta}, kl={self.kl!r}, "
+                f"params={self.num_params():,})")
