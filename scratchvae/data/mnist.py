@@ -1,0 +1,38 @@
+"""MNIST and Fashion-MNIST as arrays: verified, validated, on the host."""
+from __future__ import annotations
+
+import numpy as np
+
+from .idx import IDXError, parse_idx, read_idx_bytes
+from .sources import DATASETS, SPLIT_FILES, find_file, locate, verify_content
+
+SPLIT_SIZES = {"train": 60000, "test": 10000}
+
+
+def load_split(split="train", dataset="mnist", data_dir=None, download=True):
+    """Images (N, 28, 28) uint8 and labels (N,) uint8 of one official split.
+
+    Each file's decompressed content is checked against the official SHA-256
+    and its IDX header against the expected shape, so a corrupt, truncated or
+    swapped file raises ``IDXError`` naming it instead of returning a wrong array.
+    """
+    if split not in SPLIT_FILES:
+        raise ValueError(f"unknown split {split!r}: choose 'train' or 'test'")
+    folder = locate(dataset, data_dir, download)
+    n = SPLIT_SIZES[split]
+    arrays = []
+    for name, shape in zip(SPLIT_FILES[split], ((n, 28, 28), (n,))):
+        path = find_file(folder, name)
+        data = read_idx_bytes(path)
+        arrays.append(parse_idx(data, str(path), shape))
+        if DATASETS[dataset]["sha256"]:
+            verify_content(dataset, name, data, str(path))
+    images, labels = arrays
+    if labels.max(initial=0) > 9:
+        raise IDXError(f"{folder}: labels outside 0-9 in the {split} split")
+    return images, labels
+
+
+def to_unit_interval(images, dtype=np.float32):
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1]."""
+    return (images.astype(dtype) / 255.0)[:, None].astype(dtype, copy=False)
