@@ -57,7 +57,8 @@ class GradCheckReport:
 
     @property
     def max_error(self) -> float:
-        return max((c.error for c in self.checks.values()), default=0.0)
+        # np.max, not max(): a NaN error must propagate wherever it sits
+        return float(np.max([c.error for c in self.checks.values()], initial=0.0))
 
     @property
     def errors(self) -> dict:
@@ -115,11 +116,13 @@ def numerical_gradient(loss, array, step=DEFAULT_STEP, indices=None):
     for i in indices:
         i = int(i)
         original = flat[i].item()
-        flat[i] = original + step
-        up = float(loss())
-        flat[i] = original - step
-        down = float(loss())
-        flat[i] = original
+        try:
+            flat[i] = original + step
+            up = float(loss())
+            flat[i] = original - step
+            down = float(loss())
+        finally:
+            flat[i] = original
         out[i] = (up - down) / (2 * step)
     return out.reshape(array.shape)
 

@@ -55,11 +55,14 @@ class Optimizer:
         return {}
 
     def state_dict(self) -> dict:
-        """Optimizer state as host arrays and numbers (for checkpoints)."""
+        """Optimizer state as host arrays and numbers (for checkpoints).
+
+        The arrays are copies: later steps do not change a state already taken.
+        """
         out = {"t": self.t}
         for slot, arrays in self._slots().items():
             for k, a in arrays.items():
-                out[f"{slot}.{k}"] = to_host(a)
+                out[f"{slot}.{k}"] = to_host(a).copy()  # to_host is a no-op on NumPy
         return out
 
     def load_state_dict(self, state: dict):
@@ -70,6 +73,11 @@ class Optimizer:
                 key = f"{slot}.{k}"
                 if key not in state:
                     raise ValueError(f"{type(self).__name__}: optimizer state lacks {key!r}")
+                if tuple(state[key].shape) != tuple(arrays[k].shape):
+                    raise ValueError(
+                        f"{type(self).__name__}: saved {key!r} has shape {tuple(state[key].shape)}, "
+                        f"the parameter has {tuple(arrays[k].shape)}: the state is from another model"
+                    )
                 arrays[k][...] = to_device(state[key], backend_of(self.params[k]))
 
 

@@ -16,6 +16,9 @@ class _Activation(Layer):
         y, cache = type(self)._forward(x)
         return self.remember(cache, y)
 
+    def backward(self, dy):
+        return type(self)._backward(dy, self.take_cache(dy))
+
 
 class _Piecewise(Layer):
     """A piecewise-linear activation. With ``freeze_pattern`` set (see
