@@ -132,6 +132,18 @@ class Generator:
         self.seed = seed
         self._rng = self.xp.random.default_rng(seed)
 
+    def reseed(self, *seed_parts: int) -> "Generator":
+        """Restart this generator (in place) from a seed derived from ``seed_parts``.
+
+        ``reseed(seed, epoch, step)`` makes every draw a function of those
+        numbers alone, on both backends, so training can stop and resume at any
+        step boundary and draw exactly the same noise. Returns self.
+        """
+        words = np.random.SeedSequence([int(p) for p in seed_parts]).generate_state(2)
+        derived = int(words[0]) << 32 | int(words[1])
+        self._rng = self.xp.random.default_rng(derived)
+        return self
+
     def normal(self, shape, dtype=None, loc=0.0, scale=1.0):
         """Standard normal draws of ``shape`` (times ``scale``, plus ``loc``)."""
         dt = resolve_dtype(dtype)

@@ -36,3 +36,23 @@ def load_split(split="train", dataset="mnist", data_dir=None, download=True):
 def to_unit_interval(images, dtype=np.float32):
     """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1]."""
     return (images.astype(dtype) / 255.0)[:, None].astype(dtype, copy=False)
+
+
+PREPROCESSING = ("unit", "binarize", "symmetric")
+
+
+def prepare_batch(images, mode, rng, dtype=np.float32):
+    """uint8 images (B, 28, 28), on either backend -> float (B, 1, 28, 28) on the same backend.
+
+    ``unit``: x / 255 in [0, 1].  ``binarize``: each pixel 1 with probability x / 255,
+    redrawn at every call (dynamic binarization; ``rng`` draws).  ``symmetric``:
+    2 x / 255 - 1 in [-1, 1], for Tanh decoders.
+    """
+    if mode not in PREPROCESSING:
+        raise ValueError(f"unknown preprocessing {mode!r}: choose one of {', '.join(PREPROCESSING)}")
+    x = images.astype(dtype) / 255.0
+    if mode == "binarize":
+        x = (rng.uniform(x.shape, dtype=dtype) < x).astype(dtype)
+    elif mode == "symmetric":
+        x = x * 2 - 1
+    return x[:, None]

@@ -1,0 +1,329 @@
+"""The training loop behind ``python -m scratchvae.train``: data on the device, Adam,
+per-epoch evaluation, metrics, atomic checkpoints, exact resume, Ctrl-C and NaN handling.
+
+Determinism: epoch ``e`` shuffles with a host generator seeded by (seed, e); step
+``s`` of epoch ``e`` reseeds the model's generator with (seed, e, s) before drawing
+its binarization, dropout masks and noise. So the position (epoch, step) fully
+determines every random draw, and a resumed run repeats an uninterrupted one.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import signal
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backend import get_xp, to_device, to_host
+from .checkpoint import CHECKPOINT_NAME, check_compatible, read_checkpoint, restore, save_checkpoint
+from .data import load_split, prepare_batch
+from .models import ARCHITECTURES, build_vae
+from .optim import Adam
+
+METRICS_FIELDS = ("epoch", "train_loss", "test_loss", "test_recon", "test_kl", "seconds",
+                  "images_per_second")
+SYNC_EVERY = 25  # steps between host reads of the running loss (progress bar, NaN check)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; saved as config.json and inside each checkpoint."""
+
+    model: str = "paper-mlp"
+    latent_dim: int | None = None
+    likelihood: str | None = None
+    beta: float = 1.0
+    kl: str = "analytic"
+    variance: float = 0.5
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    train_limit: int | None = None
+    val_limit: int | None = None
+    binarize: bool = False
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    backend: str = "numpy"
+    dtype: str = "float32"
+    preprocess: str = field(default="", init=False)
+
+    def resolve(self):
+        """Fill architecture defaults and derived fields; validate ranges."""
+        if self.model not in ARCHITECTURES:
+            raise TrainingError(f"unknown --model {self.model!r}: choose one of {', '.join(ARCHITECTURES)}")
+        spec = ARCHITECTURES[self.model]
+        self.latent_dim = spec["latent_dim"] if self.latent_dim is None else int(self.latent_dim)
+        self.likelihood = spec["likelihood"] if self.likelihood is None else self.likelihood
+        symmetric = spec["data_range"] == (-1.0, 1.0)
+        if self.binarize and symmetric:
+            raise TrainingError(f"--binarize gives 0/1 pixels, but {self.model} expects [-1, 1] data")
+        self.preprocess = "binarize" if self.binarize else ("symmetric" if symmetric else "unit")
+        for name in ("epochs", "batch_size", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("train_limit", "val_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.lr <= 0:
+            raise TrainingError(f"--lr must be positive, got {self.lr}")
+        return self
+
+
+ARCHITECTURE_KEYS = ("model", "latent_dim", "likelihood", "beta", "kl", "variance", "dtype",
+                     "dataset", "seed", "batch_size", "lr", "binarize", "train_limit")
+
+
+def _write_atomically(path: Path, text: str):
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _versions(backend):
+    out = dict(scratchvae=__version__, numpy=np.__version__, python=platform.python_version())
+    if backend == "cupy":
+        xp = get_xp("cupy")
+        out["cupy"] = xp.__version__
+        out["gpu"] = xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    return out
+
+
+def read_metrics(path: Path):
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_metrics(path: Path, rows):
+    lines = [",".join(METRICS_FIELDS)]
+    lines += [",".join(str(r[k]) for k in METRICS_FIELDS) for r in rows]
+    _write_atomically(path, "\n".join(lines) + "\n")
+
+
+class _StopRequest:
+    """Turns Ctrl-C into a flag checked between steps, so a step is never cut in half."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.requested:  # a second Ctrl-C: stop at once
+                raise KeyboardInterrupt
+            self.requested = True
+
+        try:
+            self._previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: Ctrl-C stays a KeyboardInterrupt
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def evaluate_terms(vae, images, preprocess, seed, batch_size=500):
+    """Mean (loss, recon, kl) over ``images`` (uint8 on the device), training=False.
+
+    The noise and, for binarized data, the test binarization are fixed by ``seed``
+    so every epoch is measured on the same draws. Sums stay on the device; one
+    host read at the end.
+    """
+    xp = vae.rng.xp
+    totals = xp.zeros(3, dtype=np.float64)
+    n = images.shape[0]
+    for start in range(0, n, batch_size):
+        vae.rng.reseed(seed, 10**9, start)
+        x = prepare_batch(images[start : start + batch_size], preprocess, vae.rng, vae.dtype)
+        terms = vae.forward(x, training=False)
+        totals += xp.stack([terms.loss, terms.recon, terms.kl]).astype(np.float64) * x.shape[0]
+    loss, recon, kl = (float(v) for v in to_host(totals / n))
+    return loss, recon, kl
+
+
+def prepare_run(cfg: TrainConfig, out: Path | None, resume: Path | None, overrides: set):
+    """Check everything that can fail before anything is written; return the run plan."""
+    if resume is not None:
+        run_dir = Path(resume)
+        meta, arrays = read_checkpoint(run_dir / CHECKPOINT_NAME)
+        saved = meta["config"]
+        clash = [k for k in overrides if k in ARCHITECTURE_KEYS and saved.get(k) != getattr(cfg, k)]
+        if clash:
+            raise TrainingError(
+                f"--resume {run_dir}: the run was made with "
+                + ", ".join(f"{k}={saved.get(k)!r}" for k in clash)
+                + "; these cannot change on resume (drop the flags, or start a new run with --out)"
+            )
+        for k in ARCHITECTURE_KEYS + ("data_dir", "val_limit"):
+            if k not in overrides and k in saved:
+                setattr(cfg, k, saved[k])
+        cfg.resolve()
+        if meta["position"]["epoch"] >= cfg.epochs and meta["position"]["step"] == 0:
+            raise TrainingError(
+                f"--resume {run_dir}: the run already has {meta['position']['epoch']} epochs; "
+                f"ask for more with --epochs N (N > {meta['position']['epoch']})"
+            )
+        return run_dir, (meta, arrays)
+    cfg.resolve()
+    run_dir = Path(out) if out else Path("runs") / f"{cfg.model}-z{cfg.latent_dim}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / "config.json").exists():
+        raise TrainingError(
+            f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
+            "or choose another --out (nothing was overwritten)"
+        )
+    return run_dir, None
+
+
+def train(cfg: TrainConfig, out=None, resume=None, overrides=frozenset(), log=print,
+          progress=True, figures=True, step_hook=None):
+    """Run training; returns the run folder. See ``python -m scratchvae.train --help``."""
+    run_dir, saved = prepare_run(cfg, out, resume, set(overrides))
+    xp = get_xp(cfg.backend)
+
+    train_u8, _ = load_split("train", cfg.dataset, cfg.data_dir)
+    test_u8, test_labels = load_split("test", cfg.dataset, cfg.data_dir)
+    train_u8 = train_u8[: cfg.train_limit]
+    val_u8 = test_u8[: cfg.val_limit]
+    train_dev, val_dev = to_device(train_u8, cfg.backend), to_device(val_u8, cfg.backend)
+
+    vae = build_vae(cfg.model, cfg.latent_dim, cfg.likelihood, cfg.beta, dtype=cfg.dtype,
+                    seed=cfg.seed, backend=cfg.backend, kl=cfg.kl, variance=cfg.variance)
+    opt = Adam(vae.params, vae.grads, lr=cfg.lr)
+    position = dict(epoch=0, step=0, loss_sum=0.0)
+    if saved is not None:
+        meta, arrays = saved
+        check_compatible(meta, vae, run_dir / CHECKPOINT_NAME)
+        restore(vae, opt, meta, arrays, run_dir / CHECKPOINT_NAME)
+        position = meta["position"]
+
+    # Everything that could refuse has run: now the run folder may be written.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = dict(asdict(cfg), versions=_versions(cfg.backend), num_params=vae.num_params())
+    _write_atomically(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    metrics_path = run_dir / "metrics.csv"
+    rows = [r for r in read_metrics(metrics_path) if int(r["epoch"]) <= position["epoch"]]
+    write_metrics(metrics_path, rows)
+
+    n = train_dev.shape[0]
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    log(f"{vae!r}\nparameters: {vae.num_params():,} | train images: {n:,} | "
+        f"test images: {val_dev.shape[0]:,} | backend: {cfg.backend} | run: {run_dir}")
+    if saved is not None:
+        log(f"resuming at epoch {position['epoch'] + 1}, step {position['step']}")
+
+    def checkpoint(epoch, step, loss_sum):
+        save_checkpoint(run_dir / CHECKPOINT_NAME, vae, opt,
+                        dict(epoch=epoch, step=step, loss_sum=loss_sum), config)
+
+    bar_factory = _progress_bar if progress else None
+    with _StopRequest() as stop:
+        for epoch in range(position["epoch"], cfg.epochs):
+            start_step = position["step"] if epoch == position["epoch"] else 0
+            loss_sum = xp.asarray(position["loss_sum"] if start_step else 0.0, dtype=np.float64)
+            order = to_device(np.random.default_rng([cfg.seed, epoch]).permutation(n), cfg.backend)
+            t0 = time.perf_counter()
+            bar = bar_factory(epoch, cfg.epochs, steps_per_epoch, start_step) if bar_factory else None
+            images_done = 0
+            for step in range(start_step, steps_per_epoch):
+                vae.rng.reseed(cfg.seed, epoch, step)
+                batch = train_dev[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+                x = prepare_batch(batch, cfg.preprocess, vae.rng, vae.dtype)
+                terms = vae.forward(x, training=True)
+                vae.backward()
+                opt.step()
+                loss_sum = loss_sum + terms.loss * x.shape[0]
+                images_done += x.shape[0]
+                if step_hook is not None:
+                    step_hook(epoch, step, vae)
+                last = step == steps_per_epoch - 1
+                if (step + 1) % SYNC_EVERY == 0 or last or stop.requested:
+                    running = float(loss_sum) / min(n, (step + 1) * cfg.batch_size)
+                    if not math.isfinite(running):
+                        _close(bar)
+                        raise TrainingError(
+                            f"the training loss became {running} in epoch {epoch + 1} near step "
+                            f"{step + 1}; stopped. The last good checkpoint ({run_dir / CHECKPOINT_NAME}) "
+                            "is kept; try a smaller --lr"
+                        )
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{running:.2f}")
+                if bar is not None:
+                    bar.update(1)
+                if stop.requested and not last:
+                    _close(bar)
+                    checkpoint(epoch, step + 1, float(loss_sum))
+                    log(f"interrupted: saved epoch {epoch + 1} step {step + 1} to "
+                        f"{run_dir / CHECKPOINT_NAME}; continue with --resume {run_dir}")
+                    return run_dir
+            _close(bar)
+            seconds = time.perf_counter() - t0
+            train_loss = float(loss_sum) / n
+            test_loss, test_recon, test_kl = evaluate_terms(vae, val_dev, cfg.preprocess, cfg.seed)
+            if not all(math.isfinite(v) for v in (test_loss, test_recon, test_kl)):
+                raise TrainingError(
+                    f"the test loss became {test_loss} after epoch {epoch + 1}; stopped. The last "
+                    f"good checkpoint ({run_dir / CHECKPOINT_NAME}) is kept; try a smaller --lr"
+                )
+            rows.append(dict(epoch=epoch + 1, train_loss=f"{train_loss:.4f}", test_loss=f"{test_loss:.4f}",
+                             test_recon=f"{test_recon:.4f}", test_kl=f"{test_kl:.4f}",
+                             seconds=f"{seconds:.2f}", images_per_second=f"{images_done / seconds:.1f}"))
+            checkpoint(epoch + 1, 0, 0.0)
+            write_metrics(metrics_path, rows)
+            log(f"epoch {epoch + 1:3d}/{cfg.epochs} | train {train_loss:8.3f} | test {test_loss:8.3f} "
+                f"(recon {test_recon:8.3f} + KL {test_kl:7.3f}) nats/image | {seconds:6.1f} s | "
+                f"{images_done / seconds:8.0f} img/s")
+            if stop.requested:
+                log(f"interrupted after epoch {epoch + 1}: saved; continue with --resume {run_dir}")
+                return run_dir
+    if figures:
+        _figures(run_dir, vae, config, test_u8, test_labels, log)
+    return run_dir
+
+
+def _figures(run_dir, vae, config, test_u8, test_labels, log):
+    try:
+        from .plot import write_figures
+    except ImportError as exc:  # matplotlib missing
+        log(f"figures skipped: {exc}")
+        return
+    try:
+        write_figures(run_dir, vae, config, test_u8, test_labels)
+    except ImportError as exc:
+        log(f"figures skipped: {exc}")
+        return
+    log(f"figures written to {run_dir}")
+
+
+def _progress_bar(epoch, epochs, total, initial):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                leave=False, dynamic_ncols=True)
+
+
+def _close(bar):
+    if bar is not None:
+        bar.close()

@@ -1,0 +1,154 @@
+"""End-to-end training on a slice of real MNIST: the run folder, exact resume,
+Ctrl-C, NaN handling and refusals. Small slices keep each run to a few seconds."""
+import csv
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scratchvae.checkpoint import CheckpointError, load_model, read_checkpoint
+from scratchvae.train import main
+from scratchvae.training import TrainConfig, TrainingError, train
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+pytestmark = pytest.mark.skipif(
+    not SHARED_MNIST.is_dir(), reason=f"the shared MNIST copy is not at {SHARED_MNIST}"
+)
+SLICE = dict(train_limit=320, val_limit=128, batch_size=64, data_dir=str(SHARED_MNIST))
+
+
+def quiet(*_args, **_kwargs):
+    pass
+
+
+def run(out, **kw):
+    settings = {**SLICE, **kw}
+    return train(TrainConfig(**settings), out=out, overrides=set(settings), log=quiet,
+                 progress=False, figures=False)
+
+
+def metrics(run_dir):
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+LOSS_COLUMNS = ("train_loss", "test_loss", "test_recon", "test_kl")
+
+
+def test_cli_run_writes_every_file(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="figures need the plot extra (matplotlib)")
+    out = tmp_path / "run"
+    code = main(["--data-dir", str(SHARED_MNIST), "--train-limit", "256", "--val-limit", "200",
+                 "--epochs", "2", "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "parameters: 404,244" in printed and "nats/image" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "paper-mlp" and config["latent_dim"] == 2 and config["backend"] == "numpy"
+    assert config["versions"]["numpy"] == np.__version__
+    rows = metrics(out)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for r in rows:
+        assert abs(float(r["test_loss"]) - float(r["test_recon"]) - float(r["test_kl"])) < 2e-3
+    assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])  # it learns
+    for name in ("checkpoint.npz", "latent_scatter.png", "manifold_15x15.png", "manifold_30x30.png",
+                 "reconstructions.png", "samples.png", "loss_curves.png"):
+        assert (out / name).is_file(), name
+    vae, cfg = load_model(out)
+    assert vae.num_params() == 404244 and cfg["epochs"] == 2
+
+
+def test_resume_gives_the_same_metrics_as_a_straight_run(tmp_path):
+    straight = run(tmp_path / "straight", epochs=4)
+    part = run(tmp_path / "part", epochs=2)
+    train(TrainConfig(**SLICE, epochs=4), resume=part, overrides={"epochs"}, log=quiet,
+          progress=False, figures=False)
+    a, b = metrics(straight), metrics(part)
+    assert len(a) == len(b) == 4
+    for ra, rb in zip(a, b):
+        assert [ra[k] for k in LOSS_COLUMNS] == [rb[k] for k in LOSS_COLUMNS]
+    pa, pb = read_checkpoint(straight / "checkpoint.npz")[1], read_checkpoint(part / "checkpoint.npz")[1]
+    for k in pa:
+        if k.startswith(("param/", "optim/")):
+            np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+
+
+def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(tmp_path):
+    straight = run(tmp_path / "straight", epochs=2, model="paper-conv", train_limit=192, val_limit=64)
+
+    def interrupt(epoch, step, vae):
+        if (epoch, step) == (0, 1):
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+
+    out = tmp_path / "interrupted"
+    settings = {**SLICE, "epochs": 2, "model": "paper-conv", "train_limit": 192, "val_limit": 64}
+    train(TrainConfig(**settings), out=out, log=quiet, progress=False, figures=False,
+          step_hook=interrupt)
+    meta, _ = read_checkpoint(out / "checkpoint.npz")
+    assert meta["position"]["epoch"] == 0 and meta["position"]["step"] == 2
+    assert metrics(out) == []
+    train(TrainConfig(**settings), resume=out, log=quiet, progress=False, figures=False)
+    for ra, rb in zip(metrics(straight), metrics(out), strict=True):
+        assert [ra[k] for k in LOSS_COLUMNS] == [rb[k] for k in LOSS_COLUMNS]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = run(tmp_path / "run", epochs=1)
+    before = (out / "checkpoint.npz").read_bytes()
+
+    def poison(epoch, step, vae):
+        if step == 1:
+            vae.params["decoder.2.b"][...] = np.nan
+
+    with pytest.raises(TrainingError, match="last good checkpoint") as info:
+        train(TrainConfig(**SLICE, epochs=2), resume=out, overrides={"epochs"}, log=quiet,
+              progress=False, figures=False, step_hook=poison)
+    assert "nan" in str(info.value)
+    assert (out / "checkpoint.npz").read_bytes() == before
+
+
+def test_resume_refuses_another_architecture_and_overwrites_nothing(tmp_path, capsys):
+    out = run(tmp_path / "run", epochs=1)
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    code = main(["--resume", str(out), "--model", "paper-conv", "--epochs", "3", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "model='paper-mlp'" in err and "--out" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    with pytest.raises(TrainingError, match="already holds a run"):
+        run(out, epochs=1)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+
+
+def test_checkpoint_for_another_architecture_is_refused(tmp_path):
+    from scratchvae.checkpoint import restore
+    from scratchvae.models import build_vae
+
+    out = run(tmp_path / "run", epochs=1)
+    meta, arrays = read_checkpoint(out / "checkpoint.npz")
+    other = build_vae("paper-mlp", latent_dim=5)
+    with pytest.raises(CheckpointError, match="latent_dim=2"):
+        restore(other, None, meta, arrays, out / "checkpoint.npz")
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    out = run(tmp_path / "run", epochs=1)
+    (out / "checkpoint.npz").write_bytes(b"not a zip file")
+    with pytest.raises(CheckpointError, match="not a readable scratchvae checkpoint"):
+        load_model(out)
+
+
+def test_bad_flags_are_clear(tmp_path, capsys):
+    assert main(["--epochs", "0", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "y"), "--no-progress"]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "--resume" in capsys.readouterr().out
