@@ -156,3 +156,36 @@ def test_download_lands_verified_and_atomically(tmp_path, monkeypatch):
     first = sources.all_files()[0]
     assert sorted(p.name for p in cache.iterdir()) == [first]  # no temporary files left
     assert (cache / first).read_bytes() == good
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    cut=st.integers(1, 200),
+    gz=st.booleans(),
+)
+def test_any_truncation_is_refused(tmp_path_factory, shape, cut, gz):
+    """However many bytes are missing, raw or gzip, the reader refuses and names the file."""
+    data = idx_bytes(np.arange(int(np.prod(shape))).reshape(shape) % 256)
+    cut = min(cut, len(data) - 1) if len(data) > 1 else 1
+    truncated = data[:-cut]
+    path = tmp_path_factory.mktemp("idx") / ("f.gz" if gz else "f")
+    path.write_bytes(gzip.compress(data)[:-cut] if gz else truncated)
+    with pytest.raises(IDXError) as info:
+        load_idx(path)
+    assert str(path) in str(info.value)
+
+
+@given(header=st.binary(min_size=4, max_size=4), body=st.binary(max_size=64))
+def test_random_bytes_never_parse_silently(header, body):
+    """Random content is either refused, or is a well-formed IDX file whose size adds up."""
+    data = header + body
+    try:
+        out = parse_idx(data, "random")
+    except IDXError:
+        return
+    ndim = data[3]
+    assert data[:3] == b"\x00\x00\x08"
+    assert len(data) == 4 + 4 * ndim + out.size
