@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .backend import get_xp, to_device, to_host
+from .backend import get_xp, to_device
 from .checkpoint import CHECKPOINT_NAME, check_compatible, read_checkpoint, restore, save_checkpoint
 from .data import load_split, prepare_batch
+from .evaluate import negative_elbo, preprocess_test_images
 from .models import ARCHITECTURES, build_vae
 from .optim import Adam
 
@@ -145,25 +146,6 @@ class _StopRequest:
         return False
 
 
-def evaluate_terms(vae, images, preprocess, seed, batch_size=500):
-    """Mean (loss, recon, kl) over ``images`` (uint8 on the device), training=False.
-
-    The noise and, for binarized data, the test binarization are fixed by ``seed``
-    so every epoch is measured on the same draws. Sums stay on the device; one
-    host read at the end.
-    """
-    xp = vae.rng.xp
-    totals = xp.zeros(3, dtype=np.float64)
-    n = images.shape[0]
-    for start in range(0, n, batch_size):
-        vae.rng.reseed(seed, 10**9, start)
-        x = prepare_batch(images[start : start + batch_size], preprocess, vae.rng, vae.dtype)
-        terms = vae.forward(x, training=False)
-        totals += xp.stack([terms.loss, terms.recon, terms.kl]).astype(np.float64) * x.shape[0]
-    loss, recon, kl = (float(v) for v in to_host(totals / n))
-    return loss, recon, kl
-
-
 def prepare_run(cfg: TrainConfig, out: Path | None, resume: Path | None, overrides: set):
     """Check everything that can fail before anything is written; return the run plan."""
     if resume is not None:
@@ -206,8 +188,10 @@ def train(cfg: TrainConfig, out=None, resume=None, overrides=frozenset(), log=pr
     train_u8, _ = load_split("train", cfg.dataset, cfg.data_dir)
     test_u8, test_labels = load_split("test", cfg.dataset, cfg.data_dir)
     train_u8 = train_u8[: cfg.train_limit]
-    val_u8 = test_u8[: cfg.val_limit]
-    train_dev, val_dev = to_device(train_u8, cfg.backend), to_device(val_u8, cfg.backend)
+    train_dev = to_device(train_u8, cfg.backend)
+    # the per-epoch test set: preprocessed once (a fixed binarization), kept on the device
+    val_dev = to_device(preprocess_test_images(test_u8[: cfg.val_limit], cfg.preprocess, cfg.seed,
+                                              cfg.dtype), cfg.backend)
 
     vae = build_vae(cfg.model, cfg.latent_dim, cfg.likelihood, cfg.beta, dtype=cfg.dtype,
                     seed=cfg.seed, backend=cfg.backend, kl=cfg.kl, variance=cfg.variance)
@@ -281,7 +265,8 @@ def train(cfg: TrainConfig, out=None, resume=None, overrides=frozenset(), log=pr
             _close(bar)
             seconds = time.perf_counter() - t0
             train_loss = float(loss_sum) / n
-            test_loss, test_recon, test_kl = evaluate_terms(vae, val_dev, cfg.preprocess, cfg.seed)
+            scores = negative_elbo(vae, val_dev, seed=cfg.seed)
+            test_loss, test_recon, test_kl = scores["loss"], scores["recon"], scores["kl"]
             if not all(math.isfinite(v) for v in (test_loss, test_recon, test_kl)):
                 raise TrainingError(
                     f"the test loss became {test_loss} after epoch {epoch + 1}; stopped. The last "

@@ -204,7 +204,6 @@ def test_numerical_gradient_restores_input(backend):
 
 
 def test_max_entries_subset(backend):
-    xp = get_xp(backend)
     inputs = _arrays(backend, 8, a=(6, 7), b=(6, 7))
     a, b = inputs["a"], inputs["b"]
     snap = {k: to_host(v).copy() for k, v in inputs.items()}

@@ -1,0 +1,298 @@
+"""Evaluate a trained VAE: the test negative ELBO and the importance-weighted estimate of
+the negative log-likelihood, ``python -m scratchvae.evaluate RUN``.
+
+Two numbers, both in nats per image (lower is better):
+
+* the **negative ELBO**, E_q[-log p(x|z)] + KL(q(z|x) || p(z)): what training minimizes
+  (with beta = 1), an *upper* bound on -log p(x);
+* the **IWAE NLL**, -log p(x) estimated with K importance samples from q(z|x)
+  (Burda et al., 2016):
+
+      log p(x) ~ log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k = mu + sigma * eps_k
+
+  Its expectation is a lower bound on log p(x) that tightens as K grows (K = 1 is the
+  ELBO), so, on average, the NLL it reports lies between the true NLL and the negative ELBO.
+  K = 5000 is the usual setting for MNIST likelihoods.
+
+Both read the model in evaluation mode (``training=False``: no dropout, batch norm's
+running statistics). Sums stay on the model's backend and reach the host once at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .backend import BACKENDS, BackendUnavailableError, Generator, get_array_module, to_device, to_host
+from .data import DataNotFoundError, IDXError, load_split, prepare_batch
+from .functional.latent import bound_logvar, gaussian_log_density
+
+EVALUATION_NAME = "evaluation.json"
+TEST_BINARIZATION_TAG = 7_000_001  # seeds the fixed binarization of the test set with (seed, tag)
+NOISE_BLOCK = 64  # importance samples per noise block (see _BlockNoise)
+IWAE_CODES_PER_CALL = 4096  # default latent codes per decoder call: chunk * batch
+
+
+def _as_model_input(vae, images):
+    """Images (host or device, any float) -> the model's backend and dtype, shaped (N, C, H, W)."""
+    if np.dtype(images.dtype) == np.uint8:
+        raise ValueError("expected preprocessed float images, got uint8; convert them with "
+                         "scratchvae.evaluate.preprocess_test_images(images, mode, seed)")
+    x = to_device(images, vae.backend, dtype=vae.dtype)
+    return x.reshape((x.shape[0],) + vae.image_shape)
+
+
+def negative_elbo(vae, images, batch_size=500, seed=0) -> dict:
+    """Mean negative ELBO and its parts over ``images``, in nats per image.
+
+    Parameters
+    ----------
+    vae : a ``scratchvae.models.VAE``
+    images : (N, C, H, W) or (N, C*H*W) preprocessed images (what the model reads), on the
+        host or the model's backend
+    batch_size : images per forward pass
+    seed : ``vae.rng`` is reseeded with it once, then draws each batch's noise in turn
+
+    Returns
+    -------
+    dict with ``loss`` (recon + beta * KL, the training objective), ``recon``
+    (E_q[-log p(x|z)], one sample per image), ``kl`` (the model's KL estimator) and
+    ``negative_elbo`` (recon + KL, which equals ``loss`` when beta = 1); Python floats.
+    """
+    x = _as_model_input(vae, images)
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("negative_elbo: no images")
+    xp = vae.rng.xp
+    vae.rng.reseed(seed)
+    totals = xp.zeros(3, dtype=np.float64)
+    for start in range(0, n, batch_size):
+        xb = x[start : start + batch_size]
+        terms = vae.forward(xb, training=False)
+        totals += xp.stack([terms.loss, terms.recon, terms.kl]).astype(np.float64) * xb.shape[0]
+    loss, recon, kl = (float(v) for v in to_host(totals / n))
+    return dict(loss=loss, recon=recon, kl=kl, negative_elbo=recon + kl)
+
+
+class _BlockNoise:
+    """Standard normal noise eps[k, i, :] for importance sample k of image i of one batch.
+
+    Samples come in blocks of ``NOISE_BLOCK``; block b is drawn after
+    ``rng.reseed(seed, batch_start, b)``. So the noise is a function of (seed, batch start,
+    sample index) alone: how K is cut into decoder calls (``chunk``) cannot change it, on
+    either backend (a CuPy generator's stream depends on the sizes of its draws).
+    """
+
+    def __init__(self, rng, seed, batch_start, shape, dtype):
+        self.rng, self.key, self.shape, self.dtype = rng, (seed, batch_start), tuple(shape), dtype
+        self.block_index, self.block, self.pos = -1, None, NOISE_BLOCK
+
+    def take(self, count):
+        parts = []
+        while count > 0:
+            if self.pos == NOISE_BLOCK:
+                self.block_index += 1
+                self.rng.reseed(*self.key, self.block_index)
+                self.block = self.rng.normal((NOISE_BLOCK,) + self.shape, dtype=self.dtype)
+                self.pos = 0
+            m = min(count, NOISE_BLOCK - self.pos)
+            parts.append(self.block[self.pos : self.pos + m])
+            self.pos += m
+            count -= m
+        xp = get_array_module(parts[0])
+        return parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=0)
+
+
+def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chunk=None, seed=0,
+                                       eps=None):
+    """IWAE estimate of log p(x) for each image, in nats: a float64 host array of shape (N,).
+
+    log p(x) ~ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K, with
+    z_k = mu + exp(bound(logvar) / 2) * eps_k, exactly the sampler of training
+    (``bound_logvar`` is applied before q's density too, so q is the distribution z comes
+    from). The NLL to report is ``-result.mean()``.
+
+    Memory stays bounded: each decoder call sees ``chunk * batch_size`` latent codes and a
+    running logsumexp (max and scaled sum per image, float64) folds each chunk in.
+
+    Parameters
+    ----------
+    vae : a ``scratchvae.models.VAE``
+    images : (N, C, H, W) or (N, C*H*W) preprocessed images, host or device
+    k : importance samples per image (ignored when ``eps`` is given)
+    batch_size : images per pass
+    chunk : samples per image per decoder call; default ``IWAE_CODES_PER_CALL // batch_size``
+    seed : fixes the noise (see ``_BlockNoise``); the result is the same for every ``chunk``
+    eps : optional (K, N, latent_dim) standard normal noise to use instead of drawing it
+    """
+    x = _as_model_input(vae, images)
+    n, d = x.shape[0], vae.latent_dim
+    if eps is not None:
+        if eps.ndim != 3 or eps.shape[1:] != (n, d):
+            raise ValueError(f"eps must have shape (K, {n}, {d}), got {tuple(eps.shape)}")
+        k = eps.shape[0]
+    k, batch_size = int(k), int(batch_size)
+    if k < 1 or batch_size < 1:
+        raise ValueError(f"k and batch_size must be at least 1, got k={k}, batch_size={batch_size}")
+    chunk = max(1, IWAE_CODES_PER_CALL // batch_size) if chunk is None else int(chunk)
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    chunk = min(chunk, k)
+    xp, f64 = vae.rng.xp, np.float64
+    zero = xp.zeros((), dtype=f64)
+    results = []
+    for start in range(0, n, batch_size):
+        xb = x[start : start + batch_size]
+        b = xb.shape[0]
+        mu, logvar = vae.encode(xb)
+        lv, _ = bound_logvar(logvar)
+        sigma = xp.exp(0.5 * lv)
+        mu64, lv64 = mu.astype(f64), lv.astype(f64)
+        # x repeated for the largest chunk, sample-major: rows [j*b, (j+1)*b) are sample j
+        x_rep = xp.broadcast_to(xb[None], (chunk,) + xb.shape).reshape((chunk * b,) + xb.shape[1:])
+        noise = None if eps is not None else _BlockNoise(vae.rng, seed, start, (b, d), vae.dtype)
+        run_max = run_sum = None
+        for c0 in range(0, k, chunk):
+            c = min(chunk, k - c0)
+            if eps is None:
+                e = noise.take(c)
+            else:
+                e = to_device(eps[c0 : c0 + c, start : start + b], vae.backend, dtype=vae.dtype)
+            z = mu[None] + sigma[None] * e  # (c, b, d)
+            out = vae.decoder.forward(z.reshape(c * b, d), training=False)
+            log_px_z = -vae.likelihood.nll(out, x_rep[: c * b]).astype(f64).reshape(c, b)
+            z64 = z.astype(f64)
+            log_pz = gaussian_log_density(z64, zero, zero).sum(axis=2)
+            log_qz = gaussian_log_density(z64, mu64[None], lv64[None]).sum(axis=2)
+            log_w = log_px_z + log_pz - log_qz  # (c, b)
+            chunk_max = log_w.max(axis=0)
+            if run_max is None:
+                run_max = chunk_max
+                run_sum = xp.exp(log_w - run_max).sum(axis=0)
+            else:
+                new_max = xp.maximum(run_max, chunk_max)
+                run_sum = run_sum * xp.exp(run_max - new_max) + xp.exp(log_w - new_max).sum(axis=0)
+                run_max = new_max
+        results.append(run_max + xp.log(run_sum) - math.log(k))
+    vae.likelihood._cache = None  # drop the last chunk's arrays
+    return to_host(xp.concatenate(results)).astype(np.float64)
+
+
+# -- the command line ----------------------------------------------------------------------
+
+def preprocess_test_images(images_u8, mode, seed, dtype=np.float32):
+    """uint8 (N, 28, 28) test images -> float (N, 1, 28, 28) on the host, as training reads them.
+
+    ``unit``: x / 255; ``symmetric``: 2 x / 255 - 1. ``binarize``: one *fixed* binarization
+    (pixel = 1 with probability x / 255) drawn by a host generator reseeded with
+    (seed, TEST_BINARIZATION_TAG), so every evaluation of a run, on either backend, sees the
+    same 0/1 test set.
+    """
+    rng = Generator(0, "numpy").reseed(int(seed), TEST_BINARIZATION_TAG)
+    return prepare_batch(np.asarray(images_u8), mode, rng, dtype)
+
+
+def _write_json_atomically(path: Path, obj):
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(obj, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, log=print):
+    """Both estimates on ``test_u8`` for a loaded run; writes RUN/evaluation.json; returns it."""
+    run_dir = Path(run_dir)
+    mode = config.get("preprocess", "unit")
+    x = _as_model_input(vae, preprocess_test_images(test_u8, mode, config.get("seed", 0), vae.dtype))
+    n = x.shape[0]
+    note = {"unit": "x / 255", "symmetric": "2 x / 255 - 1",
+            "binarize": f"fixed binarization, host generator seeded with (run seed "
+                        f"{config.get('seed', 0)}, {TEST_BINARIZATION_TAG})"}[mode]
+    log(f"{vae!r}\ntest images: {n:,} | preprocessing: {mode} ({note}) | backend: {vae.backend}")
+
+    t0 = time.perf_counter()
+    elbo = negative_elbo(vae, x, seed=seed)
+    t_elbo = time.perf_counter() - t0
+    log(f"negative ELBO  {elbo['negative_elbo']:9.3f} nats/image "
+        f"(recon {elbo['recon']:.3f} + KL {elbo['kl']:.3f}; one z sample per image) [{t_elbo:.2f} s]")
+
+    t0 = time.perf_counter()
+    log_px = importance_weighted_log_likelihood(vae, x, k=k, batch_size=batch_size, seed=seed)
+    t_iwae = time.perf_counter() - t0
+    nll = float(-log_px.mean())
+    stderr = float(log_px.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    log(f"IWAE NLL       {nll:9.3f} nats/image (K = {k}; +- {stderr:.3f} standard error over "
+        f"images) [{t_iwae:.2f} s]")
+    if config.get("beta", 1.0) != 1.0:
+        log(f"note: the model was trained with beta = {config['beta']}; the negative ELBO above "
+            f"uses beta = 1 (its training loss was {elbo['loss']:.3f})")
+
+    result = dict(
+        images=n, dataset=config.get("dataset", "mnist"), split="test", preprocess=mode,
+        preprocess_note=note, backend=vae.backend, seed=seed,
+        negative_elbo=elbo["negative_elbo"], recon=elbo["recon"], kl=elbo["kl"],
+        kl_estimator=vae.kl, beta=vae.beta, training_loss=elbo["loss"],
+        iwae_nll=nll, iwae_nll_stderr=stderr, iwae_k=k,
+        seconds=dict(negative_elbo=round(t_elbo, 3), iwae=round(t_iwae, 3)),
+        units="nats per image",
+    )
+    _write_json_atomically(run_dir / EVALUATION_NAME, result)
+    log(f"wrote {run_dir / EVALUATION_NAME}")
+    return result
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m scratchvae.evaluate",
+        description="Test negative ELBO and importance-weighted NLL (nats/image) of a trained run; "
+        "writes RUN/evaluation.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("run", metavar="RUN", help="run folder written by python -m scratchvae.train")
+    p.add_argument("--k", type=int, default=5000, help="importance samples per image for the IWAE NLL")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N test images (default: all)")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="array backend")
+    p.add_argument("--batch-size", type=int, default=100, help="images per IWAE pass")
+    p.add_argument("--seed", type=int, default=0, help="seeds the noise of both estimates")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from .checkpoint import CheckpointError, load_model
+
+    run_dir = Path(args.run)
+    try:
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"{run_dir}: no such run folder (train one with python -m scratchvae.train --out {run_dir})")
+        for name in ("config.json", "checkpoint.npz"):
+            if not (run_dir / name).is_file():
+                raise FileNotFoundError(f"{run_dir}: not a run folder, {name} is missing")
+        for name in ("k", "batch_size", "limit"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        vae, config = load_model(run_dir, backend=args.backend)
+        test_u8, _ = load_split("test", config.get("dataset", "mnist"), config.get("data_dir"))
+        evaluate_run(run_dir, vae, config, test_u8[: args.limit], k=args.k,
+                     batch_size=args.batch_size, seed=args.seed)
+    except (FileNotFoundError, CheckpointError, DataNotFoundError, IDXError, BackendUnavailableError,
+            ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Evaluation (negative ELBO, IWAE log-likelihood), the figures, and both command lines."""
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+
+from scratchvae.backend import to_device, to_host
+from scratchvae.evaluate import (
+    importance_weighted_log_likelihood,
+    main as evaluate_main,
+    negative_elbo,
+    preprocess_test_images,
+)
+from scratchvae.functional import latent as F
+from scratchvae.models import build_vae
+
+
+def tiny_vae(backend="numpy", latent_dim=2, kl="analytic", model="paper-mlp", **kw):
+    return build_vae(model, latent_dim=latent_dim, dtype=np.float64, seed=3, backend=backend,
+                     kl=kl, **kw)
+
+
+def binary_images(n, seed=0):
+    return (np.random.default_rng(seed).random((n, 1, 28, 28)) < 0.3).astype(np.float64)
+
+
+def host_logsumexp(a, axis):
+    m = a.max(axis=axis, keepdims=True)
+    return (m + np.log(np.exp(a - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+# -- negative ELBO ----------------------------------------------------------------------------
+
+def test_negative_elbo_is_the_weighted_mean_of_forward_over_batches(backend):
+    vae = tiny_vae(backend)
+    x = binary_images(13)
+    got = negative_elbo(vae, x, batch_size=5, seed=11)
+    vae.rng.reseed(11)  # the same noise, drawn batch after batch
+    xd = to_device(x, backend)
+    sums = np.zeros(3)
+    for start in range(0, 13, 5):
+        t = vae.forward(xd[start:start + 5], training=False)
+        sums += np.array([float(t.loss), float(t.recon), float(t.kl)]) * len(xd[start:start + 5])
+    np.testing.assert_allclose([got["loss"], got["recon"], got["kl"]], sums / 13, rtol=1e-12)
+    assert got["negative_elbo"] == pytest.approx(got["recon"] + got["kl"], rel=1e-12)
+    assert all(isinstance(v, float) for v in got.values())
+
+
+def test_negative_elbo_reports_beta_separately(backend):
+    vae = tiny_vae(backend, beta=4.0)
+    got = negative_elbo(vae, binary_images(6))
+    assert got["loss"] == pytest.approx(got["recon"] + 4.0 * got["kl"], rel=1e-12)
+    assert got["negative_elbo"] == pytest.approx(got["recon"] + got["kl"], rel=1e-12)
+
+
+# -- IWAE -----------------------------------------------------------------------------------------
+
+def test_iwae_with_one_sample_is_the_single_sample_elbo(backend):
+    """K = 1: log w = log p(x|z) + log p(z) - log q(z|x) at z = mu + sigma eps, i.e. minus
+    the single-sample negative ELBO with the Monte-Carlo KL, computed here independently."""
+    vae = tiny_vae(backend, kl="mc")
+    x = binary_images(9)
+    eps = np.random.default_rng(5).standard_normal((1, 9, 2))
+    log_px = importance_weighted_log_likelihood(vae, x, eps=eps, batch_size=4)
+    assert log_px.shape == (9,) and log_px.dtype == np.float64
+
+    xd, ed = to_device(x, backend), to_device(eps[0], backend)
+    mu, logvar = vae.encode(xd)
+    z, _ = F.reparameterize_forward(mu, logvar, ed)
+    nll = vae.likelihood.nll(vae.decoder.forward(z, training=False), xd)
+    kl, _ = F.kl_monte_carlo_forward(z, mu, logvar)
+    np.testing.assert_allclose(log_px, to_host(-(nll + kl)), rtol=1e-12, atol=1e-9)
+    terms = vae.forward(xd, eps=ed, training=False)  # beta = 1, kl = "mc": the negative ELBO
+    assert -log_px.mean() == pytest.approx(float(terms.loss), rel=1e-12)
+
+
+@pytest.mark.parametrize("given_noise", [False, True])
+def test_iwae_does_not_depend_on_the_chunk_size(backend, given_noise):
+    vae = tiny_vae(backend, latent_dim=3)
+    x = binary_images(7)
+    k = 20
+    eps = np.random.default_rng(1).standard_normal((k, 7, 3)) if given_noise else None
+    results = [importance_weighted_log_likelihood(vae, x, k=k, batch_size=3, chunk=c, seed=4, eps=eps)
+               for c in (1, 7, k)]
+    for r in results[1:]:
+        np.testing.assert_allclose(r, results[0], rtol=0, atol=1e-10)
+    assert np.all(np.isfinite(results[0]))
+
+
+def test_iwae_noise_is_seeded():
+    vae = tiny_vae()
+    x = binary_images(4)
+    a = importance_weighted_log_likelihood(vae, x, k=8, seed=1)
+    b = importance_weighted_log_likelihood(vae, x, k=8, seed=1)
+    c = importance_weighted_log_likelihood(vae, x, k=8, seed=2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_iwae_matches_log_px_by_quadrature_and_beats_the_elbo(backend):
+    """With latent_dim = 1, log p(x) = log int p(x|z) N(z; 0, 1) dz is a 1-D integral,
+    computed here on a fine grid. The ELBO lies well below it; the IWAE estimate with
+    many samples closes the gap (the untrained encoder's q is far from the posterior; the
+    decoder's first weights are doubled to sharpen the posterior and widen the gap)."""
+    vae = tiny_vae(backend, latent_dim=1)
+    vae.params["decoder.0.W"][...] *= 2
+    x = binary_images(4)
+    grid = np.linspace(-8, 8, 8001)
+    out = vae.decoder.forward(to_device(grid[:, None], backend), training=False)
+    log_lik = np.stack([to_host(-vae.likelihood.nll(out, to_device(np.broadcast_to(xi, (grid.size,) + xi.shape), backend)))
+                        for xi in x])
+    log_prior = -0.5 * (math.log(2 * math.pi) + grid ** 2)
+    exact = host_logsumexp(log_lik + log_prior, axis=1) + math.log(grid[1] - grid[0])
+
+    elbo = -negative_elbo(vae, x)["negative_elbo"]
+    iwae_1 = importance_weighted_log_likelihood(vae, x, k=1, seed=0)
+    iwae_big = importance_weighted_log_likelihood(vae, x, k=2000, seed=0)
+    assert elbo < exact.mean() - 3.0  # a real gap to close (about 6.5 nats here)
+    assert iwae_big.mean() > iwae_1.mean() + 3.0
+    np.testing.assert_allclose(iwae_big, exact, atol=0.2)  # about 0.05 here
+
+
+def test_iwae_rejects_bad_arguments():
+    vae = tiny_vae()
+    x = binary_images(2)
+    with pytest.raises(ValueError, match="eps must have shape"):
+        importance_weighted_log_likelihood(vae, x, eps=np.zeros((3, 5, 2)))
+    with pytest.raises(ValueError, match="at least 1"):
+        importance_weighted_log_likelihood(vae, x, k=0)
+    with pytest.raises(ValueError, match="preprocess_test_images"):
+        negative_elbo(vae, np.zeros((2, 28, 28), dtype=np.uint8))
+
+
+def test_iwae_float32_model_on_unit_images():
+    """The default dtype, a Gaussian likelihood: finite, and above the ELBO on average."""
+    vae = build_vae("paper-mlp", latent_dim=2, likelihood="gaussian-fixed", seed=0)
+    x = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
+    log_px = importance_weighted_log_likelihood(vae, x, k=64)
+    assert log_px.dtype == np.float64 and np.all(np.isfinite(log_px))
+    assert log_px.mean() >= -negative_elbo(vae, x)["negative_elbo"] - 1e-3
+
+
+def test_test_set_preprocessing():
+    u8 = np.random.default_rng(0).integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    np.testing.assert_allclose(preprocess_test_images(u8, "unit", 0)[:, 0], u8 / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(preprocess_test_images(u8, "symmetric", 0)[:, 0], u8 / 127.5 - 1, atol=1e-6)
+    b1, b2 = (preprocess_test_images(u8, "binarize", 7) for _ in range(2))
+    np.testing.assert_array_equal(b1, b2)  # a fixed binarization
+    assert set(np.unique(b1)) <= {0.0, 1.0}
+    assert not np.array_equal(b1, preprocess_test_images(u8, "binarize", 8))
+
+
+# -- figures --------------------------------------------------------------------------------------
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def write_metrics(run_dir, epochs=3):
+    lines = ["epoch,train_loss,test_loss,test_recon,test_kl,seconds,images_per_second"]
+    lines += [f"{e},{200 / e:.4f},{201 / e:.4f},{195 / e:.4f},{e:.4f},1.5,1000.0" for e in range(1, epochs + 1)]
+    (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("model, latent_dim, preprocess", [
+    ("paper-mlp", 2, "unit"), ("paper-mlp", 3, "binarize"), ("tutorial-mlp", 1, "symmetric"),
+])
+def test_write_figures(tmp_path, model, latent_dim, preprocess):
+    pytest.importorskip("matplotlib", reason="the figures need matplotlib: pip install -e '.[plot]'")
+    from scratchvae.plot import FIGURES, write_figures
+
+    vae = build_vae(model, latent_dim=latent_dim, seed=0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 28, 28)).astype(np.uint8)
+    labels = rng.integers(0, 10, 40).astype(np.uint8)
+    write_metrics(tmp_path)
+    config = dict(preprocess=preprocess, dataset="mnist", seed=0)
+    written = write_figures(tmp_path, vae, config, images, labels)
+    assert sorted(p.name for p in written) == sorted(FIGURES)
+    sizes = {name: png_size(tmp_path / name) for name in FIGURES}
+    assert all(w > 100 and h > 100 for w, h in sizes.values()), sizes
+    # at least one screen pixel per image pixel in the big manifold
+    big, small = sizes["manifold_30x30.png"], sizes["manifold_15x15.png"]
+    assert big[0] >= 30 * 28 and big[0] > small[0]
+    if latent_dim >= 2:  # a square grid (latent_dim = 1 gives one row)
+        assert big[1] >= 30 * 28 and big[1] > small[1]
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_write_figures_without_metrics_skips_the_curves(tmp_path):
+    pytest.importorskip("matplotlib", reason="the figures need matplotlib: pip install -e '.[plot]'")
+    from scratchvae.plot import write_figures
+
+    vae = build_vae("paper-mlp", seed=0)
+    images = np.random.default_rng(0).random((12, 1, 28, 28), dtype=np.float32)  # already preprocessed
+    notes = []
+    written = write_figures(tmp_path, vae, {"preprocess": "unit"}, images, np.arange(12) % 10, log=notes.append)
+    assert "loss_curves.png" not in [p.name for p in written] and len(written) == 5
+    assert "metrics.csv" in notes[0]
+
+
+def test_plot_names_the_extra_when_matplotlib_is_missing(monkeypatch, tmp_path):
+    import sys
+
+    from scratchvae import plot
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes "import matplotlib..." fail
+    write_metrics(tmp_path)
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[plot\]"'):
+        plot.loss_curves(tmp_path / "metrics.csv", tmp_path / "loss_curves.png")
+
+
+# -- the command lines ------------------------------------------------------------------------------
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    """A run folder with a checkpoint of an untrained tiny model, and a fake test split.
+
+    Written with the training code's checkpoint writer; the test split is replaced by random
+    uint8 images so no dataset is needed.
+    """
+    from scratchvae import evaluate
+    from scratchvae.checkpoint import save_checkpoint
+    from scratchvae.optim import Adam
+
+    config = dict(model="paper-mlp", latent_dim=2, likelihood="bernoulli", beta=1.0, kl="analytic",
+                  variance=0.5, seed=0, dataset="mnist", data_dir=None, preprocess="binarize",
+                  dtype="float32")
+    vae = build_vae("paper-mlp", latent_dim=2, seed=0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(config))
+    save_checkpoint(run / "checkpoint.npz", vae, Adam(vae.params, vae.grads),
+                    dict(epoch=1, step=0, loss_sum=0.0), config)
+    write_metrics(run, epochs=1)
+    rng = np.random.default_rng(0)
+    fake = (rng.integers(0, 256, (30, 28, 28)).astype(np.uint8), rng.integers(0, 10, 30).astype(np.uint8))
+    monkeypatch.setattr(evaluate, "load_split", lambda split, dataset, data_dir: fake)
+    return run
+
+
+def test_evaluate_cli_writes_evaluation_json(run_dir, capsys):
+    assert evaluate_main([str(run_dir), "--k", "10", "--limit", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "IWAE NLL" in out and "K = 10" in out and "negative ELBO" in out and "fixed binarization" in out
+    result = json.loads((run_dir / "evaluation.json").read_text())
+    assert result["images"] == 20 and result["iwae_k"] == 10 and result["preprocess"] == "binarize"
+    assert math.isfinite(result["iwae_nll"]) and result["iwae_nll"] <= result["negative_elbo"] + 5
+    assert not list(run_dir.glob(".*"))
+
+
+def test_evaluate_cli_missing_run(tmp_path, capsys):
+    assert evaluate_main([str(tmp_path / "nope")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    assert evaluate_main([str(tmp_path)]) == 2
+    assert "is missing" in capsys.readouterr().err
+
+
+def test_plot_cli(run_dir, capsys):
+    pytest.importorskip("matplotlib", reason="the figures need matplotlib: pip install -e '.[plot]'")
+    from scratchvae.plot import FIGURES, main as plot_main
+
+    assert plot_main([str(run_dir), "--limit", "25"]) == 0
+    for name in FIGURES:
+        png_size(run_dir / name)
+    assert plot_main([str(run_dir / "missing")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+
+
+def test_cupy_backend_iwae_matches_numpy():
+    """Same model, same given noise: the two backends agree to float64 round-off."""
+    from scratchvae.backend import cupy_available
+
+    ok, why = cupy_available()
+    if not ok:
+        pytest.skip(f"cupy backend unavailable: {why}")
+    x = binary_images(5)
+    eps = np.random.default_rng(0).standard_normal((16, 5, 2))
+    ref = importance_weighted_log_likelihood(tiny_vae("numpy"), x, eps=eps, chunk=5)
+    got = importance_weighted_log_likelihood(tiny_vae("numpy").to_backend("cupy"), x, eps=eps, chunk=5)
+    np.testing.assert_allclose(got, ref, rtol=1e-10)
