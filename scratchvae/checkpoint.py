@@ -12,13 +12,12 @@ generator state.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_open
 from .backend import to_device, to_host
 
 FORMAT_VERSION = 1
@@ -36,7 +35,7 @@ def architecture_of(vae) -> dict:
 
 
 def save_checkpoint(path, vae, optimizer, position: dict, config: dict):
-    """Write the checkpoint to a temporary file in the same folder, then rename it over ``path``."""
+    """Write the checkpoint atomically (a temporary file in the same folder, renamed over ``path``)."""
     path = Path(path)
     arrays = {f"param/{k}": to_host(v) for k, v in vae.params.items()}
     arrays.update({f"buffer/{k}": to_host(v) for k, v in vae.buffers.items()})
@@ -45,14 +44,8 @@ def save_checkpoint(path, vae, optimizer, position: dict, config: dict):
     meta = dict(format=FORMAT_VERSION, architecture=architecture_of(vae), position=position,
                 config=config, dtype=vae.dtype.name)
     arrays["meta"] = np.array(json.dumps(meta))
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
 
 
 def read_checkpoint(path):

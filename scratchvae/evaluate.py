@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomically
 from .backend import BACKENDS, BackendUnavailableError, Generator, get_array_module, to_device, to_host
 from .data import DataNotFoundError, IDXError, load_split, prepare_batch
 from .functional.latent import bound_logvar, gaussian_log_density
@@ -199,17 +198,6 @@ def preprocess_test_images(images_u8, mode, seed, dtype=np.float32):
     return prepare_batch(np.asarray(images_u8), mode, rng, dtype)
 
 
-def _write_json_atomically(path: Path, obj):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, log=print):
     """Both estimates on ``test_u8`` for a loaded run; writes RUN/evaluation.json; returns it."""
     run_dir = Path(run_dir)
@@ -247,7 +235,7 @@ def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, 
         seconds=dict(negative_elbo=round(t_elbo, 3), iwae=round(t_iwae, 3)),
         units="nats per image",
     )
-    _write_json_atomically(run_dir / EVALUATION_NAME, result)
+    write_atomically(run_dir / EVALUATION_NAME, json.dumps(result, indent=2) + "\n")
     log(f"wrote {run_dir / EVALUATION_NAME}")
     return result
 

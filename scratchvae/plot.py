@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
-import tempfile
 from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 
+from .atomic import atomic_open
 from .backend import BACKENDS, get_array_module, to_device, to_host
 
 DPI = 100
@@ -52,15 +51,8 @@ def _figure(figsize):
 def _save(fig, path):
     """Write ``fig`` as a PNG via a temporary file and a rename (no half-written figures)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=DPI)
     return path
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import platform
 import signal
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .atomic import write_atomically
 from .backend import get_xp, to_device
 from .checkpoint import CHECKPOINT_NAME, check_compatible, read_checkpoint, restore, save_checkpoint
 from .data import load_split, prepare_batch
@@ -88,17 +87,6 @@ ARCHITECTURE_KEYS = ("model", "latent_dim", "likelihood", "beta", "kl", "varianc
                      "dataset", "seed", "batch_size", "lr", "binarize", "train_limit")
 
 
-def _write_atomically(path: Path, text: str):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _versions(backend):
     out = dict(scratchvae=__version__, numpy=np.__version__, python=platform.python_version())
     if backend == "cupy":
@@ -118,7 +106,7 @@ def read_metrics(path: Path):
 def write_metrics(path: Path, rows):
     lines = [",".join(METRICS_FIELDS)]
     lines += [",".join(str(r[k]) for k in METRICS_FIELDS) for r in rows]
-    _write_atomically(path, "\n".join(lines) + "\n")
+    write_atomically(path, "\n".join(lines) + "\n")
 
 
 class _StopRequest:
@@ -206,7 +194,7 @@ def train(cfg: TrainConfig, out=None, resume=None, overrides=frozenset(), log=pr
     # Everything that could refuse has run: now the run folder may be written.
     run_dir.mkdir(parents=True, exist_ok=True)
     config = dict(asdict(cfg), versions=_versions(cfg.backend), num_params=vae.num_params())
-    _write_atomically(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    write_atomically(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
     metrics_path = run_dir / "metrics.csv"
     rows = [r for r in read_metrics(metrics_path) if int(r["epoch"]) <= position["epoch"]]
     write_metrics(metrics_path, rows)

