@@ -1,0 +1,155 @@
+"""Time one full training step (forward, backward, Adam) of scratchvae against an independent
+PyTorch implementation of the same architecture, alternating them in one process.
+
+    python benchmarks/step_time.py                      # both models, batch 64 and 256, CPU
+    python benchmarks/step_time.py --backend cupy       # scratchvae on the GPU, torch on cuda
+    python benchmarks/step_time.py --models paper-mlp --batches 64 --steps 200
+
+Prints milliseconds per step (median over ``--steps`` after ``--warmup``), the ratio
+scratchvae / PyTorch (below 1 means scratchvae is faster), and the peak memory a step
+adds: traced NumPy allocations for scratchvae on the CPU (tracemalloc sees every NumPy
+buffer), the CUDA memory pools on the GPU; for PyTorch on the CPU the growth of the
+process's peak resident set in a separate process (it has no allocator statistics there).
+PyTorch is an optional dependency of this benchmark only (torch_reference.py holds its model).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scratchvae.backend import get_xp, to_device  # noqa: E402
+from scratchvae.models import build_vae  # noqa: E402
+from scratchvae.optim import Adam  # noqa: E402
+
+
+def real_batch(batch, seed=0):
+    """``batch`` MNIST training images in [0, 1], (N, 1, 28, 28) float32 (random if MNIST is absent)."""
+    try:
+        from scratchvae.data import load_split
+
+        shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+        images, _ = load_split("train", data_dir=shared if shared.is_dir() else None, download=False)
+        idx = np.random.default_rng(seed).choice(len(images), batch, replace=False)
+        return (images[idx].astype(np.float32) / 255.0)[:, None]
+    except Exception:  # benchmark on noise rather than not at all
+        return np.random.default_rng(seed).random((batch, 1, 28, 28), dtype=np.float32)
+
+
+class ScratchStep:
+    def __init__(self, model, batch, backend):
+        self.vae = build_vae(model, 2, seed=0, backend=backend)
+        self.opt = Adam(self.vae.params, self.vae.grads, lr=1e-3)
+        self.x = to_device(real_batch(batch), backend)
+        self.xp = get_xp(backend)
+        self.sync = (lambda: self.xp.cuda.Stream.null.synchronize()) if backend == "cupy" else (lambda: None)
+
+    def __call__(self):
+        self.vae.forward(self.x, training=True)
+        self.vae.backward()
+        self.opt.step()
+
+
+class TorchStep:
+    def __init__(self, model, batch, device):
+        import torch
+
+        from torch_reference import VAE
+
+        torch.manual_seed(0)
+        self.torch = torch
+        self.model = VAE(model, 2).to(device).train()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.x = torch.from_numpy(real_batch(batch)).to(device)
+        self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def __call__(self):
+        recon, kl = self.model(self.x)
+        loss = (recon + kl).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+
+def time_alternating(a, b, steps, warmup):
+    """Median seconds per call of ``a`` and ``b``, interleaved so both see the same machine state."""
+    for _ in range(warmup):
+        a(), b()
+    a.sync(), b.sync()
+    ta, tb = [], []
+    for _ in range(steps):
+        for f, out in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            f()
+            f.sync()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def scratch_peak_mib(step):
+    """Peak NumPy memory (MiB) allocated during one step, above what was held before it."""
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    step()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return (peak - base) / 2**20
+
+
+def torch_peak_mib(model, batch, threads):
+    """Growth of peak RSS (MiB) over 5 steps in a fresh process, after the model and data exist."""
+    code = f"""
+import resource, sys, torch
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+torch.set_num_threads({threads})
+from step_time import TorchStep
+s = TorchStep({model!r}, {batch}, "cpu")
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(5): s()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["paper-mlp", "paper-conv"])
+    p.add_argument("--batches", nargs="+", type=int, default=[64, 256])
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads (NumPy's BLAS: OPENBLAS_NUM_THREADS)")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    device = "cuda" if args.backend == "cupy" else "cpu"
+    print(f"scratchvae ({args.backend}) vs torch {torch.__version__} ({device}, {args.threads} threads) | "
+          f"numpy {np.__version__} | python {platform.python_version()} | {platform.machine()}")
+    print(f"{'model':<11} {'batch':>5} {'scratchvae ms':>14} {'torch ms':>9} {'ratio':>6} "
+          f"{'scratch MiB':>12} {'torch MiB':>10}")
+    for model in args.models:
+        for batch in args.batches:
+            ours, theirs = ScratchStep(model, batch, args.backend), TorchStep(model, batch, device)
+            t_ours, t_theirs = time_alternating(ours, theirs, args.steps, args.warmup)
+            if args.backend == "numpy":
+                mem_ours, mem_theirs = scratch_peak_mib(ours), torch_peak_mib(model, batch, args.threads)
+            else:
+                mem_ours = mem_theirs = float("nan")
+            print(f"{model:<11} {batch:>5} {t_ours * 1e3:>14.2f} {t_theirs * 1e3:>9.2f} "
+                  f"{t_ours / t_theirs:>6.2f} {mem_ours:>12.1f} {mem_theirs:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()
