@@ -147,7 +147,7 @@ def prepare_run(cfg: TrainConfig, out: Path | None, resume: Path | None, overrid
                 + ", ".join(f"{k}={saved.get(k)!r}" for k in clash)
                 + "; these cannot change on resume (drop the flags, or start a new run with --out)"
             )
-        for k in ARCHITECTURE_KEYS + ("data_dir", "val_limit"):
+        for k in ARCHITECTURE_KEYS + ("data_dir", "val_limit", "backend"):
             if k not in overrides and k in saved:
                 setattr(cfg, k, saved[k])
         cfg.resolve()

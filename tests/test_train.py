@@ -152,3 +152,13 @@ def test_bad_flags_are_clear(tmp_path, capsys):
         main(["--help"])
     assert info.value.code == 0
     assert "--resume" in capsys.readouterr().out
+
+
+def test_resume_keeps_the_runs_own_settings(tmp_path):
+    """Flags left out on resume come from the run (backend, slice, validation size), not defaults."""
+    from scratchvae.training import prepare_run
+
+    out = run(tmp_path / "run", epochs=1, val_limit=96)
+    cfg = TrainConfig(epochs=2, backend="cupy")  # what the run was made with must win
+    prepare_run(cfg, None, out, {"epochs"})
+    assert (cfg.train_limit, cfg.val_limit, cfg.backend) == (320, 96, "numpy")
