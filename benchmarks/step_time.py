@@ -7,9 +7,9 @@ PyTorch implementation of the same architecture, alternating them in one process
 
 Prints milliseconds per step (median over ``--steps`` after ``--warmup``), the ratio
 scratchvae / PyTorch (below 1 means scratchvae is faster), and the peak memory a step
-adds: traced NumPy allocations for scratchvae on the CPU (tracemalloc sees every NumPy
-buffer), the CUDA memory pools on the GPU; for PyTorch on the CPU the growth of the
-process's peak resident set in a separate process (it has no allocator statistics there).
+adds for scratchvae on the CPU (tracemalloc sees every NumPy buffer). PyTorch's CPU
+allocator keeps no statistics and its peak resident set is set by the import, not by a
+step, so no honest per-step figure exists for it here: the column says n/a.
 PyTorch is an optional dependency of this benchmark only (torch_reference.py holds its model).
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -32,8 +31,11 @@ from scratchvae.models import build_vae  # noqa: E402
 from scratchvae.optim import Adam  # noqa: E402
 
 
-def real_batch(batch, seed=0):
-    """``batch`` MNIST training images in [0, 1], (N, 1, 28, 28) float32 (random if MNIST is absent)."""
+def real_batch(batch, seed=0, real=True):
+    """``batch`` MNIST training images in [0, 1], (N, 1, 28, 28) float32 (noise if MNIST is
+    absent, or if ``real`` is False: memory measurements must not load the whole data set)."""
+    if not real:
+        return np.random.default_rng(seed).random((batch, 1, 28, 28), dtype=np.float32)
     try:
         from scratchvae.data import load_split
 
@@ -60,7 +62,7 @@ class ScratchStep:
 
 
 class TorchStep:
-    def __init__(self, model, batch, device):
+    def __init__(self, model, batch, device, real=True):
         import torch
 
         from torch_reference import VAE
@@ -69,7 +71,7 @@ class TorchStep:
         self.torch = torch
         self.model = VAE(model, 2).to(device).train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        self.x = torch.from_numpy(real_batch(batch)).to(device)
+        self.x = torch.from_numpy(real_batch(batch, real=real)).to(device)
         self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def __call__(self):
@@ -105,22 +107,6 @@ def scratch_peak_mib(step):
     return (peak - base) / 2**20
 
 
-def torch_peak_mib(model, batch, threads):
-    """Growth of peak RSS (MiB) over 5 steps in a fresh process, after the model and data exist."""
-    code = f"""
-import resource, sys, torch
-sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
-torch.set_num_threads({threads})
-from step_time import TorchStep
-s = TorchStep({model!r}, {batch}, "cpu")
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-for _ in range(5): s()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["paper-mlp", "paper-conv"])
@@ -143,12 +129,9 @@ def main(argv=None):
         for batch in args.batches:
             ours, theirs = ScratchStep(model, batch, args.backend), TorchStep(model, batch, device)
             t_ours, t_theirs = time_alternating(ours, theirs, args.steps, args.warmup)
-            if args.backend == "numpy":
-                mem_ours, mem_theirs = scratch_peak_mib(ours), torch_peak_mib(model, batch, args.threads)
-            else:
-                mem_ours = mem_theirs = float("nan")
+            mem_ours = f"{scratch_peak_mib(ours):.1f}" if args.backend == "numpy" else "n/a"
             print(f"{model:<11} {batch:>5} {t_ours * 1e3:>14.2f} {t_theirs * 1e3:>9.2f} "
-                  f"{t_ours / t_theirs:>6.2f} {mem_ours:>12.1f} {mem_theirs:>10.1f}")
+                  f"{t_ours / t_theirs:>6.2f} {mem_ours:>12} {'n/a':>10}")
 
 
 if __name__ == "__main__":
