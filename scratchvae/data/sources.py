@@ -50,7 +50,10 @@ DATASETS = {
         system_dirs=(),
     ),
     "fashion-mnist": dict(
-        mirrors=("https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        mirrors=(
+            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+            "https://fashion-mnist.s3.eu-central-1.amazonaws.com/",
+        ),
         # content hashes of the official files (the IDX bytes, as shipped by Debian's package too)
         sha256={
             "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
