@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import get_array_module, to_host
+from .layers.base import iter_layers
 
 DEFAULT_STEP = 1e-6
 DEFAULT_TOLERANCE = 1e-6
@@ -203,20 +204,6 @@ def check_layer(layer, x, dy=None, training=True, seed=0, step=DEFAULT_STEP, max
         return {"x": dx, **layer.grads}
 
     return check_function(forward, backward, inputs, dy=dy, seed=seed, step=step, max_entries=max_entries)
-
-
-def iter_layers(model):
-    """Every ``Layer`` inside a layer, a ``Sequential``, a ``GaussianHead`` or a ``VAE``."""
-    from .layers.base import Layer
-
-    if hasattr(model, "layers"):  # Sequential
-        for layer in model.layers:
-            yield from iter_layers(layer)
-    elif hasattr(model, "_children"):  # VAE, GaussianHead
-        for _, child in model._children():
-            yield from iter_layers(child)
-    elif isinstance(model, Layer):
-        yield model
 
 
 @contextmanager

@@ -123,9 +123,10 @@ class Adam(Optimizer):
         self.b1, self.b2, self.eps, self.weight_decay = float(b1), float(b2), float(eps), float(weight_decay)
         self.m = {k: get_array_module(p).zeros_like(p) for k, p in self.params.items()}
         self.v = {k: get_array_module(p).zeros_like(p) for k, p in self.params.items()}
-        # one scratch array per parameter: every step's arithmetic writes into it (out=), so a
-        # step allocates nothing; fresh multi-megabyte temporaries cost page faults every step
-        self._scratch = {k: get_array_module(p).empty_like(p) for k, p in self.params.items()}
+        # two scratch arrays per parameter: every step's arithmetic writes into them (out=), so
+        # a step allocates nothing; fresh multi-megabyte temporaries cost page faults every step
+        self._scratch = {k: (get_array_module(p).empty_like(p), get_array_module(p).empty_like(p))
+                         for k, p in self.params.items()}
 
     def _slots(self):
         return {"m": self.m, "v": self.v}
@@ -140,20 +141,19 @@ class Adam(Optimizer):
         sqrt_c2 = math.sqrt(c2)
         for k, p in self.params.items():
             xp = get_array_module(p)
-            g, m, v, buf = self.grads[k], self.m[k], self.v[k], self._scratch[k]
-            if self.weight_decay:  # g + wd * p, in the scratch array
-                xp.multiply(p, self.weight_decay, out=buf)
-                buf += g
-                g = buf
-            m *= b1                               # m = b1 m + (1 - b1) g
-            m += (1 - b1) * g if g is buf else xp.multiply(g, 1 - b1, out=buf)
-            v *= b2                               # v = b2 v + (1 - b2) g^2
-            xp.multiply(g, g, out=buf)
-            buf *= 1 - b2
-            v += buf
-            xp.sqrt(v, out=buf)                   # p -= lr / c1 * m / (sqrt(v / c2) + eps)
-            buf *= 1.0 / sqrt_c2
-            buf += self.eps
-            xp.divide(m, buf, out=buf)
-            buf *= step_size
-            p -= buf
+            g, m, v = self.grads[k], self.m[k], self.v[k]
+            a, b = self._scratch[k]
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            m *= b1                                  # m = b1 m + (1 - b1) g
+            m += xp.multiply(g, 1 - b1, out=a)
+            v *= b2                                  # v = b2 v + (1 - b2) g^2
+            xp.multiply(g, g, out=a)
+            a *= 1 - b2
+            v += a
+            xp.multiply(m, step_size, out=a)         # p -= (lr / c1) m / (sqrt(v) / sqrt(c2) + eps)
+            xp.sqrt(v, out=b)
+            xp.divide(b, sqrt_c2, out=b)
+            b += self.eps
+            xp.divide(a, b, out=a)
+            p -= a

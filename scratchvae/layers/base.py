@@ -176,3 +176,15 @@ def gather(children, attr):
     holding the children's own array objects (nothing is copied).
     """
     return {f"{name}.{k}": v for name, child in children for k, v in getattr(child, attr).items()}
+
+
+def iter_layers(model):
+    """Every ``Layer`` inside a layer, a ``Sequential``, a ``GaussianHead`` or a ``VAE``."""
+    if hasattr(model, "layers"):  # Sequential
+        for layer in model.layers:
+            yield from iter_layers(layer)
+    elif hasattr(model, "_children"):  # VAE, GaussianHead
+        for _, child in model._children():
+            yield from iter_layers(child)
+    elif isinstance(model, Layer):
+        yield model

@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import backend_of, resolve_dtype
+from ..backend import Generator, backend_of, resolve_dtype, to_device
 from ..functional import latent as F
-from ..layers.base import gather
+from ..layers.base import gather, iter_layers
 
 KL_ESTIMATORS = ("analytic", "mc")
 
@@ -175,11 +175,12 @@ class VAE:
         """Move every array to ``backend`` (returns self)."""
         for _, child in self._children()[:3]:
             child.to_backend(backend)
-        from ..backend import Generator, to_device
         for k, v in self.likelihood.params.items():
             self.likelihood.params[k] = to_device(v, backend)
             self.likelihood.grads[k] = to_device(self.likelihood.grads[k], backend)
         self.rng = Generator(self.rng.seed, backend)
+        for layer in iter_layers(self):  # one generator for the whole model, so reseed reaches dropout
+            layer.rng = self.rng
         self._cache = None
         return self
 
@@ -187,3 +188,4 @@ class VAE:
         return (f"VAE({self.name!r}, latent_dim={self.latent_dim}, likelihood="
                 f"{self.likelihood.name!r}, beta={self.beta}, kl={self.kl!r}, "
                 f"params={self.num_params():,})")
+
