@@ -3,8 +3,6 @@
 References are written here with NumPy formulas on the host, never taken from the
 code under test. Gradients are checked by central differences in float64.
 """
-import contextlib
-import warnings
 
 import numpy as np
 import pytest
@@ -16,23 +14,12 @@ from scratchvae.functional import latent as F
 from scratchvae.functional.latent import LOGVAR_MAX, LOGVAR_MIN, bound_logvar
 from scratchvae.gradcheck import check_function
 
+from numerics import strict_floats
+
 # values beyond the bound, on its edges and just inside, on each side
 BELOW = np.array([-40.0, -31.0, -30.0, -29.5])
 ABOVE = np.array([29.5, 30.0, 31.0, 40.0])
 OUTSIDE = np.concatenate([BELOW, ABOVE])
-
-
-@contextlib.contextmanager
-def strict_floats(backend):
-    """On NumPy: overflow, invalid operations and division by zero raise, and any warning
-    is an error. Underflow to 0 (exp(-1e4) in a saturated softplus or sigmoid) is the
-    intended saturation; NumPy does not warn about it by default, so it stays ignored."""
-    if backend != "numpy":
-        yield
-        return
-    with np.errstate(all="raise", under="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
 
 
 def _host_kl(mu, lv):

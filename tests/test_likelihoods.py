@@ -3,9 +3,7 @@
 The likelihood objects (``scratchvae.likelihoods``) are tested; they call the functions
 in ``scratchvae.functional.likelihoods``, so both layers are covered.
 """
-import contextlib
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -17,19 +15,9 @@ from scratchvae.functional import likelihoods as FL
 from scratchvae.gradcheck import check_function
 from scratchvae.likelihoods import LIKELIHOODS, Gaussian, GaussianFixed, make_likelihood
 
+from numerics import strict_floats
+
 LOG_2PI = math.log(2 * math.pi)
-
-
-@contextlib.contextmanager
-def strict_floats(backend):
-    """On NumPy: overflow, invalid operations and division by zero raise and any warning is
-    an error; underflow to 0 (exp(-1000) in a stable softplus) is intended and ignored."""
-    if backend != "numpy":
-        yield
-        return
-    with np.errstate(all="raise", under="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
 
 
 def _host_bernoulli_nll(logits, x):

@@ -1,7 +1,7 @@
 """Datasets: IDX parsing (``idx``), where the files come from (``sources``), the splits (``mnist``)."""
 from .idx import IDXError, load_idx, parse_idx
-from .mnist import PREPROCESSING, load_split, prepare_batch, to_unit_interval
+from .mnist import PREPROCESSING, load_split, prepare_batch
 from .sources import DATASETS, DataNotFoundError, cache_root, locate
 
 __all__ = ["DATASETS", "DataNotFoundError", "IDXError", "cache_root", "load_idx", "load_split",
-           "locate", "parse_idx", "prepare_batch", "PREPROCESSING", "to_unit_interval"]
+           "locate", "parse_idx", "prepare_batch", "PREPROCESSING"]

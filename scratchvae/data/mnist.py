@@ -33,11 +33,6 @@ def load_split(split="train", dataset="mnist", data_dir=None, download=True):
     return images, labels
 
 
-def to_unit_interval(images, dtype=np.float32):
-    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1]."""
-    return (images.astype(dtype) / 255.0)[:, None].astype(dtype, copy=False)
-
-
 PREPROCESSING = ("unit", "binarize", "symmetric")
 
 
