@@ -161,9 +161,19 @@ class Generator:
         return u * (high - low) + low
 
     def bernoulli(self, shape, p_one: float, dtype=None):
-        """0/1 draws (as floats) that are 1 with probability ``p_one``."""
+        """0/1 draws (as floats) that are 1 with probability ``p_one``.
+
+        On NumPy, when ``256 * p_one`` is a whole number (p = 0.25, 0.5, 0.75, ...), each
+        draw is one random byte compared with ``256 * p_one``: exact, and a quarter of the
+        random bits (and about a third of the time) of a float32 uniform draw.
+        """
         dt = resolve_dtype(dtype)
-        return (self._rng.random(size=tuple(shape), dtype=dt) < p_one).astype(dt)
+        shape = tuple(shape)
+        threshold = p_one * 256
+        if self.xp is np and float(threshold).is_integer():
+            draws = np.frombuffer(self._rng.bytes(int(np.prod(shape))), dtype=np.uint8)
+            return (draws.reshape(shape) < threshold).astype(dt)
+        return (self._rng.random(size=shape, dtype=dt) < p_one).astype(dt)
 
     def integers(self, high: int, size):
         """Integers in ``[0, high)``."""

@@ -7,10 +7,13 @@ from ..backend import get_array_module
 
 
 def relu_forward(x):
-    """y = max(x, 0), any shape."""
+    """y = max(x, 0), any shape; the cache is the on/off pattern [x > 0].
+
+    ``maximum`` rather than ``where``: on the CPU it is several times faster, and it
+    keeps the input's memory layout (channel-major conv outputs stay so).
+    """
     xp = get_array_module(x)
-    mask = x > 0
-    return xp.where(mask, x, 0).astype(x.dtype, copy=False), mask
+    return xp.maximum(x, 0), x > 0
 
 
 def relu_backward(dy, mask):

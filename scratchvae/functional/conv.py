@@ -1,7 +1,7 @@
 """2-D convolution (cross-correlation, as PyTorch) and its adjoint, the transposed
 convolution, by im2col. Derivations: docs/layers.md#conv2d and #convtranspose2d.
 
-Layout is NCHW throughout. Conv2d weights are ``(C_out, C_in, kh, kw)``;
+Shapes are NCHW throughout. Conv2d weights are ``(C_out, C_in, kh, kw)``;
 ConvTranspose2d weights are ``(C_in, C_out, kh, kw)``, as in PyTorch.
 
 Two helpers carry all the indexing:
@@ -15,6 +15,13 @@ Two helpers carry all the indexing:
 Conv backward-to-input is ``col2im``; transposed conv forward is the same
 ``col2im``; transposed conv backward-to-input is ``im2col``. No Python loop
 runs over batch items or pixels, only over the ``kh * kw`` kernel taps.
+
+Memory layout (speed only; every value is the same): the outputs are NCHW-shaped
+views of batch-last (C, H, W, N) memory. The matrix products are computed
+transposed (``Y^T = W2 X^T``), so each one writes the next layer's layout directly;
+the window copy and col2im move whole batch rows; and a chain of conv layers, ReLUs
+and dropouts never transposes: ``_batch_last`` is free on such a view and copies only
+an NCHW array (the output of a ``Reshape``, say). See docs/performance.md.
 """
 from ..backend import get_array_module
 
@@ -69,6 +76,78 @@ def crop2d(x, padding, out_hw):
     return x[:, :, ph : ph + out_hw[0], pw : pw + out_hw[1]]
 
 
+# -- the engine's layout: batch-last (C, H, W, N) memory --------------------------------
+# Every spatial window then holds whole batch rows (N contiguous numbers), so the window
+# copy and the tap-by-tap adds run over long contiguous stretches whatever the stride,
+# and the matrix products, computed transposed (Y^T = W2 X^T), write batch-last output
+# directly. Layers see NCHW-shaped views of this memory; see the module docstring.
+
+def _batch_last(x):
+    """(N, C, H, W) -> contiguous (C, H, W, N); free for the views this module returns."""
+    return get_array_module(x).ascontiguousarray(x.transpose(1, 2, 3, 0))
+
+
+def _as_nchw(x_bl):
+    """(C, H, W, N) -> the (N, C, H, W) view of the same memory."""
+    return x_bl.transpose(3, 0, 1, 2)
+
+
+def _pad(x_bl, padding):
+    """``pad2d`` for a batch-last (C, H, W, N) array."""
+    ph, pw = _pair(padding)
+    if ph == 0 and pw == 0:
+        return x_bl
+    xp = get_array_module(x_bl)
+    c, h, w, n = x_bl.shape
+    out = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x_bl.dtype)
+    out[:, ph : ph + h, pw : pw + w] = x_bl
+    return out
+
+
+def _crop(x_bl, padding, out_hw):
+    """``crop2d`` for a batch-last (C, Hp, Wp, N) array (a view)."""
+    ph, pw = _pair(padding)
+    return x_bl[:, ph : ph + out_hw[0], pw : pw + out_hw[1]]
+
+
+def _columns(x_padded, kernel_size, stride, out_hw):
+    """im2col, transposed, for a padded batch-last (C, Hp, Wp, N) array.
+
+    Returns X^T, contiguous (C*kh*kw, Ho*Wo*N): column ``(i, j, n)`` is the window with
+    top-left corner ``(i*sh, j*sw)`` of image n, in ``(c, u, v)`` order. The window view
+    costs nothing (a step along Ho moves ``sh`` rows, a step along the tap u one row);
+    the reshape is the one copy.
+    """
+    xp = get_array_module(x_padded)
+    (kh, kw), (sh, sw) = _pair(kernel_size), _pair(stride)
+    c, n = x_padded.shape[0], x_padded.shape[3]
+    ho, wo = out_hw
+    s_c, s_h, s_w, s_n = x_padded.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        x_padded,
+        shape=(c, kh, kw, ho, wo, n),
+        strides=(s_c, s_h, s_w, s_h * sh, s_w * sw, s_n),
+    )
+    return windows.reshape(c * kh * kw, ho * wo * n)
+
+
+def _add_columns(cols_t, padded_shape, kernel_size, stride, out_hw):
+    """col2im, the adjoint of ``_columns``: (C*kh*kw, Ho*Wo*N) -> (C, Hp, Wp, N), adding
+    each window back where it was read, one kernel tap at a time (one strided slice each)."""
+    xp = get_array_module(cols_t)
+    (kh, kw), (sh, sw) = _pair(kernel_size), _pair(stride)
+    c, n = padded_shape[0], padded_shape[3]
+    ho, wo = out_hw
+    taps = cols_t.reshape(c, kh, kw, ho, wo, n)
+    out = xp.zeros(padded_shape, dtype=cols_t.dtype)
+    for u in range(kh):  # a loop over kernel taps only
+        for v in range(kw):
+            out[:, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw] += taps[:, u, v]
+    return out
+
+
+# -- the textbook forms, in NCHW (lessons 05 and 06 build them step by step) -----------
+
 def im2col(x_padded, kernel_size, stride, out_hw):
     """All kernel windows of a padded batch as one matrix.
 
@@ -82,18 +161,12 @@ def im2col(x_padded, kernel_size, stride, out_hw):
     -------
     cols : (N * Ho * Wo, C * kh * kw); row ``(n, i, j)`` holds the window whose
         top-left corner is ``(i * sh, j * sw)``, flattened in ``(c, u, v)`` order.
+        The same numbers as the engine's ``_columns``, rows reordered.
     """
-    xp = get_array_module(x_padded)
-    (kh, kw), (sh, sw) = _pair(kernel_size), _pair(stride)
-    n, c = x_padded.shape[:2]
+    n = x_padded.shape[0]
     ho, wo = out_hw
-    s_n, s_c, s_h, s_w = x_padded.strides
-    windows = xp.lib.stride_tricks.as_strided(
-        x_padded,
-        shape=(n, ho, wo, c, kh, kw),
-        strides=(s_n, s_h * sh, s_w * sw, s_c, s_h, s_w),
-    )
-    return windows.reshape(n * ho * wo, c * kh * kw)  # the one copy
+    cols_t = _columns(_batch_last(x_padded), kernel_size, stride, out_hw)
+    return cols_t.reshape(-1, ho, wo, n).transpose(3, 1, 2, 0).reshape(n * ho * wo, -1)
 
 
 def col2im(cols, padded_shape, kernel_size, stride, out_hw):
@@ -109,34 +182,19 @@ def col2im(cols, padded_shape, kernel_size, stride, out_hw):
     (N, C, Hp, Wp), where pixel (h, w) is the sum of every column entry that
     ``im2col`` read from it.
     """
-    xp = get_array_module(cols)
-    (kh, kw), (sh, sw) = _pair(kernel_size), _pair(stride)
     n, c, hp, wp = padded_shape
     ho, wo = out_hw
-    # (kh, kw, N, C, Ho, Wo): one contiguous (N, C, Ho, Wo) block per kernel tap.
-    taps = xp.ascontiguousarray(cols.reshape(n, ho, wo, c, kh, kw).transpose(4, 5, 0, 3, 1, 2))
-    out = xp.zeros(padded_shape, dtype=cols.dtype)
-    for u in range(kh):  # a loop over kernel taps only
-        for v in range(kw):
-            out[:, :, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw] += taps[u, v]
-    return out
-
-
-def _rows_to_nchw(rows, n, h, w):
-    """(N * H * W, C) -> contiguous (N, C, H, W)."""
-    xp = get_array_module(rows)
-    return xp.ascontiguousarray(rows.reshape(n, h, w, -1).transpose(0, 3, 1, 2))
-
-
-def _nchw_to_rows(x):
-    """(N, C, H, W) -> (N * H * W, C)."""
-    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+    cols_t = cols.reshape(n, ho, wo, -1).transpose(3, 1, 2, 0).reshape(-1, ho * wo * n)
+    return _as_nchw(_add_columns(cols_t, (c, hp, wp, n), kernel_size, stride, out_hw))
 
 
 def conv2d_forward(x, W, b, stride=1, padding=0):
     """Convolution (cross-correlation), PyTorch's ``conv2d``.
 
     y[n, o, i, j] = b[o] + sum_{c,u,v} W[o, c, u, v] * xpad[n, c, i*sh + u, j*sw + v]
+
+    In matrices: Y = X W2^T + b with X = im2col(xpad), W2 = W.reshape(C_out, -1);
+    computed as its transpose Y^T = W2 X^T, which lands channel-major.
 
     Parameters
     ----------
@@ -152,31 +210,32 @@ def conv2d_forward(x, W, b, stride=1, padding=0):
     n, c, h, w = x.shape
     c_out, _, kh, kw = W.shape
     out_hw = conv2d_output_size((h, w), (kh, kw), stride, padding)
-    x_padded = pad2d(x, padding)
-    cols = im2col(x_padded, (kh, kw), stride, out_hw)
-    W2 = W.reshape(c_out, -1)
-    y = _rows_to_nchw(cols @ W2.T + b, n, *out_hw)
-    return y, (cols, W, x_padded.shape, stride, padding, (h, w), out_hw)
+    x_padded = _pad(_batch_last(x), padding)
+    cols_t = _columns(x_padded, (kh, kw), stride, out_hw)
+    y_t = W.reshape(c_out, -1) @ cols_t
+    y_t += b[:, None]
+    y = _as_nchw(y_t.reshape(c_out, *out_hw, n))
+    return y, (cols_t, W, x_padded.shape, stride, padding, (h, w), out_hw)
 
 
 def conv2d_backward(dy, cache):
     """Gradients of ``conv2d_forward``.
 
     With dY the (N*Ho*Wo, C_out) matrix of ``dy`` and X the im2col matrix:
-    dW = dY^T X;  db = sum of dY over rows;  dx = crop(col2im(dY W)).
+    dW = dY^T X;  db = sum of dY over rows;  dx = crop(col2im(dY W2)).
 
     Returns
     -------
     dx : (N, C_in, H, W);  dW : (C_out, C_in, kh, kw);  db : (C_out,)
     """
-    cols, W, padded_shape, stride, padding, in_hw, out_hw = cache
+    cols_t, W, padded_shape, stride, padding, in_hw, out_hw = cache
     c_out = W.shape[0]
-    dY = _nchw_to_rows(dy)
+    dY_t = _batch_last(dy).reshape(c_out, -1)
     W2 = W.reshape(c_out, -1)
-    dW = (dY.T @ cols).reshape(W.shape)
-    db = dY.sum(axis=0)
-    dx_padded = col2im(dY @ W2, padded_shape, W.shape[2:], stride, out_hw)
-    return crop2d(dx_padded, padding, in_hw), dW, db
+    dW = (dY_t @ cols_t.T).reshape(W.shape)
+    db = dY_t.sum(axis=1)
+    dx_padded = _add_columns(W2.T @ dY_t, padded_shape, W.shape[2:], stride, out_hw)
+    return _as_nchw(_crop(dx_padded, padding, in_hw)), dW, db
 
 
 def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
@@ -186,6 +245,9 @@ def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
     Each input pixel scatters ``x[n, c, i, j] * W[c, :, :, :]`` onto the output
     at offset ``(i*sh - ph, j*sw - pw)``; ``output_padding`` adds rows/columns at
     the bottom/right so that e.g. 7x7 -> 14x14 with k=3, s=2, p=1.
+
+    In matrices: y = crop(col2im(X W2)) + b with X the (N*H*W, C_in) matrix of x and
+    W2 = W.reshape(C_in, -1); computed as col2im of (X W2)^T = W2^T X^T.
 
     Parameters
     ----------
@@ -202,12 +264,12 @@ def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
     _, c_out, kh, kw = W.shape
     ph, pw = _pair(padding)
     out_hw = conv_transpose2d_output_size((h, w), (kh, kw), stride, padding, output_padding)
-    padded_shape = (n, c_out, out_hw[0] + 2 * ph, out_hw[1] + 2 * pw)
-    X = _nchw_to_rows(x)
-    cols = X @ W.reshape(c_in, -1)
-    y = crop2d(col2im(cols, padded_shape, (kh, kw), stride, (h, w)), padding, out_hw)
-    y = y + b.reshape(1, -1, 1, 1)
-    return y, (X, W, stride, padding, (h, w))
+    padded_shape = (c_out, out_hw[0] + 2 * ph, out_hw[1] + 2 * pw, n)
+    X_t = _batch_last(x).reshape(c_in, -1)
+    y_padded = _add_columns(W.reshape(c_in, -1).T @ X_t, padded_shape, (kh, kw), stride, (h, w))
+    y_padded += b[:, None, None, None]  # the bias on the padding is cropped away
+    y = _as_nchw(_crop(y_padded, padding, out_hw))
+    return y, (X_t, W, stride, padding, (h, w))
 
 
 def conv_transpose2d_backward(dy, cache):
@@ -221,12 +283,13 @@ def conv_transpose2d_backward(dy, cache):
     -------
     dx : (N, C_in, H, W);  dW : (C_in, C_out, kh, kw);  db : (C_out,)
     """
-    X, W, stride, padding, in_hw = cache
-    n = dy.shape[0]
+    X_t, W, stride, padding, in_hw = cache
     c_in = W.shape[0]
-    D = im2col(pad2d(dy, padding), W.shape[2:], stride, in_hw)
+    dy_bl = _batch_last(dy)
+    n = dy_bl.shape[3]
+    D_t = _columns(_pad(dy_bl, padding), W.shape[2:], stride, in_hw)
     W2 = W.reshape(c_in, -1)
-    dx = _rows_to_nchw(D @ W2.T, n, *in_hw)
-    dW = (X.T @ D).reshape(W.shape)
-    db = dy.sum(axis=(0, 2, 3))
+    dx = _as_nchw((W2 @ D_t).reshape(c_in, *in_hw, n))
+    dW = (X_t @ D_t.T).reshape(W.shape)
+    db = dy_bl.sum(axis=(1, 2, 3))
     return dx, dW, db

@@ -33,7 +33,7 @@ class Dropout(Layer):
                 f"Dropout: input is a {backend_of(x)} array but the layer's generator lives on "
                 f"{self.backend}; build the layer with backend={backend_of(x)!r}"
             )
-        mask = self.rng.bernoulli(x.shape, 1.0 - self.p, dtype=x.dtype)
+        mask = _draw_in_layout(self.rng, x, 1.0 - self.p)
         y, scaled_mask = dropout_forward(x, mask, self.p)
         return self.remember((scaled_mask,), y)
 
@@ -45,3 +45,17 @@ class Dropout(Layer):
 
     def __repr__(self):
         return f"Dropout(p={self.p})"
+
+
+def _draw_in_layout(rng, x, p_one):
+    """A keep-mask shaped like ``x`` whose memory runs in the same axis order as x's.
+
+    Conv layers hand over NCHW-shaped views of channel-major memory (see
+    functional/conv.py); a mask in plain NCHW order would make every product with it
+    a strided, mixed-layout pass. Drawing the mask in x's axis order keeps
+    ``x * mask`` a single contiguous sweep. The draws are a fixed function of the
+    generator's state and the (deterministic) layout, so seeding stays exact.
+    """
+    order = sorted(range(x.ndim), key=lambda a: -x.strides[a])  # outermost axis first
+    mask = rng.bernoulli(tuple(x.shape[a] for a in order), p_one, dtype=x.dtype)
+    return mask.transpose([order.index(a) for a in range(x.ndim)])
