@@ -157,6 +157,20 @@ def evaluate(model, x_test, batch_size=1000):
     return (recon_sum + kl_sum) / n, recon_sum / n, kl_sum / n
 
 
+@torch.no_grad()
+def latent_statistics(model, x_test, batch_size=1000):
+    """Posterior means mu(x) (N, z) and each latent dimension's KL averaged over ``x_test``
+    (z,), eval mode; float64 NumPy arrays (for the active-unit count and collapse checks)."""
+    model.eval()
+    means, kl_sum = [], 0.0
+    for start in range(0, len(x_test), batch_size):
+        h = model.encoder(x_test[start:start + batch_size])
+        mu, lv = model.mu(h), bound_logvar(model.logvar(h))
+        means.append(mu.double())
+        kl_sum = kl_sum + (0.5 * (torch.exp(lv) + mu * mu - 1.0 - lv)).double().sum(0)
+    return torch.cat(means).numpy(), (kl_sum / len(x_test)).numpy()
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -8,10 +8,12 @@ import inspect
 MODULES = [
     "scratchvae.backend", "scratchvae.functional.dense", "scratchvae.functional.activations",
     "scratchvae.functional.conv", "scratchvae.functional.batchnorm", "scratchvae.functional.dropout",
-    "scratchvae.functional.latent", "scratchvae.functional.likelihoods", "scratchvae.layers",
+    "scratchvae.functional.latent", "scratchvae.functional.likelihoods",
+    "scratchvae.functional.classification", "scratchvae.layers",
     "scratchvae.likelihoods", "scratchvae.models", "scratchvae.optim", "scratchvae.gradcheck",
     "scratchvae.data", "scratchvae.checkpoint", "scratchvae.training", "scratchvae.evaluate",
-    "scratchvae.plot",
+    "scratchvae.plot", "scratchvae.experiments", "scratchvae.experiments.paper",
+    "scratchvae.experiments.figures", "scratchvae.classifier", "scratchvae.fid",
 ]
 
 
@@ -42,7 +44,8 @@ def _signature(obj):
 def render():
     out = ["# API reference", "",
            "Generated from the docstrings by `python docs/gen_api.py > docs/api.md`; "
-           "the first paragraph of each docstring. Derivations: [layers](layers.md), [VAE](vae.md).", ""]
+           "the first paragraph of each docstring. Derivations: [layers](layers.md), [VAE](vae.md), "
+           "[FID](fid.md).", ""]
     for mod_name in MODULES:
         module = importlib.import_module(mod_name)
         out += [f"## `{mod_name}`", "", _first_paragraph(module), ""]

@@ -101,6 +101,6 @@ def load_model(run_dir, backend="numpy"):
     cfg = meta["config"]
     vae = build_vae(cfg["model"], cfg["latent_dim"], cfg["likelihood"], cfg["beta"],
                     dtype=meta["dtype"], seed=cfg["seed"], backend=backend, kl=cfg["kl"],
-                    variance=cfg["variance"])
+                    variance=cfg["variance"], free_bits=cfg.get("free_bits", 0.0))
     restore(vae, None, meta, arrays, run_dir / CHECKPOINT_NAME)
     return vae, cfg

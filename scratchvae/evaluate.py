@@ -61,7 +61,8 @@ def negative_elbo(vae, images, batch_size=500, seed=0) -> dict:
 
     Returns
     -------
-    dict with ``loss`` (recon + beta * KL, the training objective), ``recon``
+    dict with ``loss`` (recon + beta * KL, the training objective; with free bits, whose
+    floor is a training device, the true KL is used here too), ``recon``
     (E_q[-log p(x|z)], one sample per image), ``kl`` (the model's KL estimator) and
     ``negative_elbo`` (recon + KL, which equals ``loss`` when beta = 1); Python floats.
     """
@@ -75,7 +76,8 @@ def negative_elbo(vae, images, batch_size=500, seed=0) -> dict:
     for start in range(0, n, batch_size):
         xb = x[start : start + batch_size]
         terms = vae.forward(xb, training=False)
-        totals += xp.stack([terms.loss, terms.recon, terms.kl]).astype(np.float64) * xb.shape[0]
+        loss = terms.recon + vae.beta * terms.kl  # terms.loss, unless free bits floor the KL
+        totals += xp.stack([loss, terms.recon, terms.kl]).astype(np.float64) * xb.shape[0]
     loss, recon, kl = (float(v) for v in to_host(totals / n))
     return dict(loss=loss, recon=recon, kl=kl, negative_elbo=recon + kl)
 

@@ -36,6 +36,13 @@ def build_parser():
     a("--variance", type=float, help=f"fixed variance c of gaussian-fixed (default {DEFAULTS.variance})")
     a("--beta", type=float, help=f"weight of the KL term; 1 is the ELBO (default {DEFAULTS.beta})")
     a("--kl", choices=KL_ESTIMATORS, help=f"KL estimator (default {DEFAULTS.kl})")
+    a("--kl-warmup", type=float, metavar="EPOCHS", help="KL warm-up against posterior collapse: the "
+      "KL weight grows linearly from 0 to --beta over this many epochs (fractions allowed); the "
+      f"reported losses always use --beta (default {DEFAULTS.kl_warmup}: no warm-up)")
+    a("--free-bits", type=float, metavar="NATS", help="free bits against posterior collapse: the "
+      "loss uses max(NATS, batch-mean KL) for each latent dimension, so a dimension below NATS "
+      "gets no KL gradient; the reported KL stays the true one; needs --kl analytic (default "
+      f"{DEFAULTS.free_bits}: off)")
     a("--epochs", type=int, help=f"total epochs; with --resume, the new total (default {DEFAULTS.epochs})")
     a("--batch-size", type=int, help=f"images per step (default {DEFAULTS.batch_size})")
     a("--lr", type=float, help=f"Adam learning rate (default {DEFAULTS.lr})")

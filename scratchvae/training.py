@@ -4,7 +4,8 @@ per-epoch evaluation, metrics, atomic checkpoints, exact resume, Ctrl-C and NaN 
 Determinism: epoch ``e`` shuffles with a host generator seeded by (seed, e); step
 ``s`` of epoch ``e`` reseeds the model's generator with (seed, e, s) before drawing
 its binarization, dropout masks and noise. So the position (epoch, step) fully
-determines every random draw, and a resumed run repeats an uninterrupted one.
+determines every random draw, and a resumed run repeats an uninterrupted one. The KL
+warm-up weight is a function of the same position (``kl_warmup_beta``).
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ class TrainConfig:
     beta: float = 1.0
     kl: str = "analytic"
     variance: float = 0.5
+    kl_warmup: float = 0.0
+    free_bits: float = 0.0
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
@@ -80,11 +83,37 @@ class TrainConfig:
                 raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.lr <= 0:
             raise TrainingError(f"--lr must be positive, got {self.lr}")
+        for name, unit in (("kl_warmup", "epochs"), ("free_bits", "nats per latent dimension")):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise TrainingError(f"--{name.replace('_', '-')} must be a finite number >= 0 "
+                                    f"({unit}), got {value}")
+        if self.free_bits > 0 and self.kl != "analytic":
+            raise TrainingError(f"--free-bits needs --kl analytic (it floors each dimension's "
+                                f"analytic KL), got --kl {self.kl}")
         return self
 
 
-ARCHITECTURE_KEYS = ("model", "latent_dim", "likelihood", "beta", "kl", "variance", "dtype",
-                     "dataset", "seed", "batch_size", "lr", "binarize", "train_limit")
+# Settings a resumed run must keep: the model, its objective (beta, KL warm-up, free bits),
+# the data and the optimizer.
+ARCHITECTURE_KEYS = ("model", "latent_dim", "likelihood", "beta", "kl", "variance", "kl_warmup",
+                     "free_bits", "dtype", "dataset", "seed", "batch_size", "lr", "binarize",
+                     "train_limit")
+
+
+def kl_warmup_beta(beta, global_step, steps_per_epoch, warmup_epochs):
+    """The KL weight of one training step under a linear KL warm-up.
+
+    beta_t = beta * min(1, t / (warmup_epochs * steps_per_epoch)), t = epoch * steps_per_epoch
+    + step, the number of steps taken before this one: 0 at the first step, the full ``beta``
+    from epoch ``warmup_epochs`` on (a fraction of an epoch is allowed). ``warmup_epochs`` = 0
+    means no warm-up: ``beta`` at every step. A function of the position alone, so a resumed
+    run uses the same weights as an uninterrupted one.
+    """
+    beta = float(beta)
+    if warmup_epochs <= 0:
+        return beta
+    return beta * min(1.0, global_step / (warmup_epochs * steps_per_epoch))
 
 
 def _versions(backend):
@@ -140,11 +169,13 @@ def prepare_run(cfg: TrainConfig, out: Path | None, resume: Path | None, overrid
         run_dir = Path(resume)
         meta, arrays = read_checkpoint(run_dir / CHECKPOINT_NAME)
         saved = meta["config"]
-        clash = [k for k in overrides if k in ARCHITECTURE_KEYS and saved.get(k) != getattr(cfg, k)]
+        defaults = TrainConfig()  # for settings that runs made before them do not record
+        clash = [k for k in overrides if k in ARCHITECTURE_KEYS
+                 and saved.get(k, getattr(defaults, k)) != getattr(cfg, k)]
         if clash:
             raise TrainingError(
                 f"--resume {run_dir}: the run was made with "
-                + ", ".join(f"{k}={saved.get(k)!r}" for k in clash)
+                + ", ".join(f"{k}={saved.get(k, getattr(defaults, k))!r}" for k in clash)
                 + "; these cannot change on resume (drop the flags, or start a new run with --out)"
             )
         for k in ARCHITECTURE_KEYS + ("data_dir", "val_limit", "backend"):
@@ -182,7 +213,8 @@ def train(cfg: TrainConfig, out=None, resume=None, overrides=frozenset(), log=pr
                                               cfg.dtype), cfg.backend)
 
     vae = build_vae(cfg.model, cfg.latent_dim, cfg.likelihood, cfg.beta, dtype=cfg.dtype,
-                    seed=cfg.seed, backend=cfg.backend, kl=cfg.kl, variance=cfg.variance)
+                    seed=cfg.seed, backend=cfg.backend, kl=cfg.kl, variance=cfg.variance,
+                    free_bits=cfg.free_bits)
     opt = Adam(vae.params, vae.grads, lr=cfg.lr)
     position = dict(epoch=0, step=0, loss_sum=0.0)
     if saved is not None:
@@ -224,9 +256,12 @@ def train(cfg: TrainConfig, out=None, resume=None, overrides=frozenset(), log=pr
                 batch = train_dev[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
                 x = prepare_batch(batch, cfg.preprocess, vae.rng, vae.dtype)
                 terms = vae.forward(x, training=True)
-                vae.backward()
+                vae.backward(beta=kl_warmup_beta(cfg.beta, epoch * steps_per_epoch + step,
+                                                 steps_per_epoch, cfg.kl_warmup))
                 opt.step()
-                loss_sum = loss_sum + terms.loss * x.shape[0]
+                # the reported loss: recon + beta * the true KL (terms.loss, unless free bits
+                # floor the KL); KL warm-up changes the gradient's weight only
+                loss_sum = loss_sum + (terms.recon + vae.beta * terms.kl) * x.shape[0]
                 images_done += x.shape[0]
                 if step_hook is not None:
                     step_hook(epoch, step, vae)
@@ -265,9 +300,14 @@ def train(cfg: TrainConfig, out=None, resume=None, overrides=frozenset(), log=pr
                              seconds=f"{seconds:.2f}", images_per_second=f"{images_done / seconds:.1f}"))
             checkpoint(epoch + 1, 0, 0.0)
             write_metrics(metrics_path, rows)
+            warming = ""
+            if cfg.kl_warmup > 0 and epoch < cfg.kl_warmup:  # the weight of the epoch's last step
+                last_beta = kl_warmup_beta(cfg.beta, (epoch + 1) * steps_per_epoch - 1,
+                                           steps_per_epoch, cfg.kl_warmup)
+                warming = f" | KL warm-up: beta {last_beta:.3f}"
             log(f"epoch {epoch + 1:3d}/{cfg.epochs} | train {train_loss:8.3f} | test {test_loss:8.3f} "
                 f"(recon {test_recon:8.3f} + KL {test_kl:7.3f}) nats/image | {seconds:6.1f} s | "
-                f"{images_done / seconds:8.0f} img/s")
+                f"{images_done / seconds:8.0f} img/s{warming}")
             if stop.requested:
                 log(f"interrupted after epoch {epoch + 1}: saved; continue with --resume {run_dir}")
                 return run_dir

@@ -359,3 +359,46 @@ def test_conv_matches_torch(backend, kind, data):
     np.testing.assert_allclose(dx, x_t.grad.numpy(), **close)
     np.testing.assert_allclose(to_host(layer.grads["W"]), ref.weight.grad.numpy(), **close)
     np.testing.assert_allclose(to_host(layer.grads["b"]), ref.bias.grad.numpy(), **close)
+
+
+# -- the textbook im2col/col2im and the engine's batch-last memory ------------------
+@given(g=conv_geometry(), seed=seeds)
+def test_im2col_matches_tap_loop_and_col2im_is_its_adjoint(g, seed):
+    from scratchvae.functional.conv import col2im, im2col, pad2d
+
+    n, c = g["n"], g["c_in"]
+    (kh, kw), (sh, sw) = g["kernel_size"], g["stride"]
+    xpad = pad2d(_normal(seed, (n, c, g["h"], g["w"])), g["padding"])
+    ho, wo = conv2d_output_size((g["h"], g["w"]), (kh, kw), (sh, sw), g["padding"])
+    expected = np.empty((n, ho, wo, c, kh, kw))
+    for i in range(ho):
+        for j in range(wo):
+            expected[:, i, j] = xpad[:, :, i * sh : i * sh + kh, j * sw : j * sw + kw]
+    cols = im2col(xpad, (kh, kw), (sh, sw), (ho, wo))
+    np.testing.assert_array_equal(cols, expected.reshape(n * ho * wo, c * kh * kw))
+    C = _normal(seed + 1, cols.shape)
+    back = col2im(C, xpad.shape, (kh, kw), (sh, sw), (ho, wo))
+    assert back.shape == xpad.shape
+    np.testing.assert_allclose(np.sum(cols * C), np.sum(xpad * back), rtol=1e-12)
+
+
+def test_conv_results_do_not_depend_on_memory_layout(backend):
+    """A plain NCHW input and the same numbers as a batch-last view give identical outputs
+    and gradients, and the outputs are batch-last (possibly cropped views), so chained conv
+    layers never transpose."""
+    rng = np.random.default_rng(3)
+    x_host = rng.standard_normal((5, 3, 9, 8))
+    conv = Conv2d(3, 4, 3, stride=2, padding=1, dtype=np.float64, seed=1, backend=backend)
+    conv_t = ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, dtype=np.float64,
+                             seed=2, backend=backend)
+    results = []
+    for x in (x_host, np.ascontiguousarray(x_host.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)):
+        h = conv.forward(to_device(x, backend))
+        y = conv_t.forward(h)
+        dy = to_device(np.cos(np.arange(y.size)).reshape(y.shape), backend)
+        dx = conv.backward(conv_t.backward(dy))
+        results.append([to_host(a) for a in (y, dx, conv.grads["W"], conv_t.grads["W"])])
+        for out in (h, y, dx):  # (C, H, W, N) memory: the batch innermost, then the width
+            assert out.strides[0] == out.itemsize and out.strides[3] == out.shape[0] * out.itemsize
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

@@ -6,7 +6,7 @@ code under test. Gradients are checked by central differences in float64.
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from scratchvae.backend import to_device, to_host
@@ -192,6 +192,117 @@ def test_kl_analytic_value(backend):
         m = to_device(np.full((1, 3), mu_), backend)
         lv = to_device(np.full((1, 3), lv_), backend)
         assert to_host(F.kl_standard_normal_forward(m, lv)[0])[0] > 0
+
+
+# -- KL per dimension and free bits ------------------------------------------------------
+def _threshold_between(kl_d, below):
+    """A free-bits threshold with ``below`` of the per-dimension KLs ``kl_d`` under it, halfway
+    between two neighbours (a factor 2 below the smallest, 1 above the largest), and its
+    distance to the nearest KL_d: the objective max(lambda, KL_d) has a kink at KL_d = lambda."""
+    s = np.sort(kl_d)
+    if below == 0:
+        threshold = s[0] / 2
+    elif below == len(s):
+        threshold = s[-1] + 1.0
+    else:
+        threshold = (s[below - 1] + s[below]) / 2
+    return float(threshold), float(np.abs(kl_d - threshold).min())
+
+
+def _kl_free_bits_fwd(free_bits):
+    return lambda mu, logvar, eps: F.kl_free_bits_forward(mu, logvar, free_bits)[0]
+
+
+def _kl_free_bits_bwd(free_bits):
+    def backward(dkl, mu, logvar, eps):
+        _, cache = F.kl_free_bits_forward(mu, logvar, free_bits)
+        dmu, dlogvar = F.kl_free_bits_backward(dkl, cache)
+        return {"mu": dmu, "logvar": dlogvar}
+
+    return backward
+
+
+@pytest.mark.gradcheck
+@given(**shapes, below=st.integers(0, 4))
+def test_kl_free_bits_gradients(backend, n, d, seed, below):
+    """Thresholds drawn between the dimensions' KLs, so 0 to d of them are inactive, and at
+    least 1e-3 nats from every KL_d: a step of 1e-6 moves a KL_d by at most ~3e-5 here, so
+    no difference quotient straddles the kink. logvar is checked in this pass when an active
+    dimension holds a moderate entry (an O(1) gradient to scale the errors by; the extreme
+    ones below the bound have slopes ~1e-18), and above the bound by the second pass."""
+    mu_h, logvar_h, eps_h = _latent_inputs(seed, n, d)
+    lv = bound_logvar(logvar_h)[0]  # the bound itself is checked above
+    kl_d = 0.5 * (np.exp(lv) + mu_h**2 - 1.0 - lv).mean(axis=0)
+    free_bits, gap = _threshold_between(kl_d, min(below, d))
+    assume(gap > 1e-3)
+    mu, logvar, eps = (to_device(a, backend) for a in (mu_h, logvar_h, eps_h))
+    fwd, bwd = _kl_free_bits_fwd(free_bits), _kl_free_bits_bwd(free_bits)
+
+    active = kl_d > free_bits
+    checked = {"mu": mu, "logvar": logvar}
+    if not np.any(np.abs(logvar_h[:, active]) <= 4.0):
+        del checked["logvar"]
+
+    report = check_function(lambda: fwd(mu, logvar, eps),
+                            lambda dkl: {k: g for k, g in bwd(dkl, mu, logvar, eps).items() if k in checked},
+                            checked, seed=seed)
+
+    assert set(report.checks) == set(checked)
+    report.assert_ok(1e-6)
+    # an inactive dimension gets exactly zero gradient, an active one the analytic KL's
+    dkl = to_device(np.random.default_rng(seed).standard_normal(n), backend)
+    fb = bwd(dkl, mu, logvar, eps)
+    plain = _kl_bwd(dkl, mu, logvar, eps)
+    for name in ("mu", "logvar"):
+        got, ref = to_host(fb[name]), to_host(plain[name])
+        assert np.all(got[:, ~active] == 0), name
+        np.testing.assert_array_equal(got[:, active], ref[:, active], err_msg=name)
+    _check_logvar_above(fwd, bwd, backend, seed, n, d)
+
+
+def test_kl_free_bits_value(backend):
+    rng = np.random.default_rng(6)
+    mu_h = rng.standard_normal((5, 4)) * np.array([0.05, 0.5, 1.0, 2.0])  # KL_d from ~0 to ~2
+    lv_h = rng.uniform(-2.0, 2.0, (5, 4))
+    mu, lv = to_device(mu_h, backend), to_device(lv_h, backend)
+    kl_nd = 0.5 * (np.exp(lv_h) + mu_h**2 - 1.0 - lv_h)  # host reference, no bound inside [-20, 20]
+
+    per_dim = to_host(F.kl_per_dimension(mu, lv))
+    assert per_dim.shape == (5, 4)
+    np.testing.assert_allclose(per_dim, kl_nd, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(per_dim.sum(axis=1), to_host(F.kl_standard_normal_forward(mu, lv)[0]),
+                               rtol=1e-15, atol=0)
+
+    kl_d = kl_nd.mean(axis=0)
+    for free_bits in (0.0, 0.1, float(np.median(kl_d)), 0.7, float(kl_d.max()) + 0.5):
+        kl, _ = F.kl_free_bits_forward(mu, lv, free_bits)
+        kl = to_host(kl)
+        assert kl.shape == (5,)
+        # the batch mean is the free-bits objective sum_d max(lambda, KL_d)
+        np.testing.assert_allclose(kl.mean(), np.maximum(free_bits, kl_d).sum(), rtol=1e-12)
+        # per image: an active dimension's own KL, an inactive one's floor
+        active = kl_d > free_bits
+        np.testing.assert_allclose(kl, kl_nd[:, active].sum(axis=1) + free_bits * (~active).sum(),
+                                   rtol=1e-12)
+    # lambda = 0 with every KL_d > 0 is the analytic KL itself, bit for bit
+    np.testing.assert_array_equal(to_host(F.kl_free_bits_forward(mu, lv, 0.0)[0]),
+                                  to_host(F.kl_standard_normal_forward(mu, lv)[0]))
+    # above every KL_d: a constant, and no gradient at all
+    assert kl_d.max() < 10.0
+    kl, cache = F.kl_free_bits_forward(mu, lv, 10.0)
+    np.testing.assert_array_equal(to_host(kl), 40.0)
+    for g in F.kl_free_bits_backward(to_device(np.ones(5), backend), cache):
+        assert np.all(to_host(g) == 0)
+    # the same log-variance bound as the analytic KL, and float32 in gives float32 out
+    extreme = to_device(np.full((2, 4), 100.0), backend)
+    np.testing.assert_array_equal(to_host(F.kl_free_bits_forward(mu[:2], extreme, 0.5)[0]),
+                                  to_host(F.kl_standard_normal_forward(mu[:2], extreme)[0]))
+    kl32, _ = F.kl_free_bits_forward(to_device(mu_h, backend, dtype=np.float32),
+                                     to_device(lv_h, backend, dtype=np.float32), 0.5)
+    assert to_host(kl32).dtype == np.float32
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="free_bits must be >= 0"):
+            F.kl_free_bits_forward(mu, lv, bad)
 
 
 # -- Monte-Carlo KL --------------------------------------------------------------------

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from scratchvae.backend import backend_of, to_device, to_host
+from scratchvae.functional.latent import kl_per_dimension
 from scratchvae.gradcheck import check_function, frozen_patterns
 from scratchvae.models import ARCHITECTURES, ELBOTerms, LIKELIHOODS, build_vae
 from scratchvae.optim import Adam
@@ -135,6 +136,64 @@ def test_whole_model_gradients_training_mode(backend, arch, kl):
         assert train_loss != float(vae.forward(x, eps, training=True))
 
 
+@pytest.mark.gradcheck
+@pytest.mark.parametrize("arch", ["paper-mlp", "paper-conv"])
+def test_whole_model_gradients_free_bits(backend, arch):
+    """Free bits on, with the floor between the dimensions' batch-mean KLs: one dimension
+    inactive (no KL gradient), two active. The floor sits more than 1e-3 nats from every KL_d,
+    far beyond what a step of 1e-4 in one weight moves them (~1e-6), so no difference
+    quotient crosses the kink of max(free_bits, KL_d)."""
+    x = to_device(_images(2, arch, seed=2), backend)
+    eps = to_device(np.random.default_rng(3).standard_normal((2, LATENT)), backend)
+    probe = build_vae(arch, LATENT, None, BETA, dtype=np.float64, seed=1, backend=backend)
+    mu, lv = probe.encode(x)
+    kl_d = to_host(kl_per_dimension(mu, lv)).mean(axis=0)
+    low, mid, _ = np.sort(kl_d)
+    free_bits = float((low + mid) / 2)
+    assert np.abs(kl_d - free_bits).min() > 1e-3
+    vae = build_vae(arch, LATENT, None, BETA, dtype=np.float64, seed=1, backend=backend,
+                    free_bits=free_bits)
+
+    report = _whole_model_check(vae, x, eps, training=False, max_entries=8)
+
+    report.assert_ok(1e-6)
+    # the loss floors the KL, the reported kl is the true one, and the floor changed the gradient
+    terms = vae.forward(x, eps, training=False)
+    plain_terms = probe.forward(x, eps, training=False)
+    assert float(to_host(terms.kl)) == float(to_host(plain_terms.kl)) == pytest.approx(kl_d.sum())
+    assert float(to_host(terms.recon)) == float(to_host(plain_terms.recon))
+    np.testing.assert_allclose(float(terms), float(to_host(terms.recon))
+                               + BETA * np.maximum(free_bits, kl_d).sum(), rtol=1e-12)
+    vae.backward()
+    probe.backward()
+    assert not np.array_equal(to_host(vae.grads["head.mu.W"]), to_host(probe.grads["head.mu.W"]))
+    for k in vae.grads:
+        if k.startswith("decoder."):  # the KL never reaches the decoder
+            np.testing.assert_array_equal(to_host(vae.grads[k]), to_host(probe.grads[k]), err_msg=k)
+
+
+def test_options_off_and_backward_beta(backend):
+    """free_bits = 0 builds the plain model (bit for bit), and ``backward(beta=b)``, what KL
+    warm-up calls, gives the gradients of a model built with beta = b."""
+    x = to_device(_images(3, "paper-mlp", seed=13, dtype=np.float32), backend)
+    eps = to_device(np.random.default_rng(14).standard_normal((3, LATENT)), backend, dtype=np.float32)
+    results = {}
+    for key, kw, beta in (("plain", {}, None), ("zero", dict(free_bits=0.0), None),
+                          ("warm", {}, 0.25), ("built", dict(beta=0.25), None)):
+        vae = build_vae("paper-mlp", LATENT, seed=0, backend=backend, **kw)
+        terms = vae.forward(x, eps, training=True)
+        vae.backward(beta=beta)
+        results[key] = ([to_host(t) for t in terms], {k: to_host(g).copy() for k, g in vae.grads.items()})
+    for a, b in (("plain", "zero"), ("warm", "built")):
+        for k in results[a][1]:
+            np.testing.assert_array_equal(results[a][1][k], results[b][1][k], err_msg=f"{a} {b} {k}")
+    assert results["plain"][0] == results["zero"][0]
+    assert results["warm"][0] == results["plain"][0]  # beta in backward leaves the reported loss
+    assert not np.array_equal(results["plain"][1]["head.mu.W"], results["warm"][1]["head.mu.W"])
+    assert "free_bits" not in repr(build_vae("paper-mlp", free_bits=0.0))
+    assert "free_bits=0.5" in repr(build_vae("paper-mlp", free_bits=0.5))
+
+
 # -- the loss and its terms -----------------------------------------------------------------
 def test_forward_returns_terms(backend):
     x_h = _images(3, "paper-mlp", seed=7)
@@ -225,6 +284,11 @@ def test_model_input_errors(backend):
         build_vae("paper-mlp", 0)
     with pytest.raises(ValueError, match="beta must be >= 0"):
         build_vae("paper-mlp", beta=-1.0)
+    for bad in (-0.5, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="free_bits must be a finite number >= 0"):
+            build_vae("paper-mlp", free_bits=bad)
+    with pytest.raises(ValueError, match="free_bits needs the analytic KL"):
+        build_vae("paper-mlp", kl="mc", free_bits=0.5)
     with pytest.raises(ValueError, match="backward called before nll"):
         build_vae("paper-mlp", likelihood="bernoulli").likelihood.backward(np.ones(2))
     # a failed forward leaves a usable model

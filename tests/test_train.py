@@ -11,7 +11,7 @@ import pytest
 
 from scratchvae.checkpoint import CheckpointError, load_model, read_checkpoint
 from scratchvae.train import main
-from scratchvae.training import TrainConfig, TrainingError, train
+from scratchvae.training import TrainConfig, TrainingError, kl_warmup_beta, train
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 pytestmark = pytest.mark.skipif(
@@ -162,3 +162,80 @@ def test_resume_keeps_the_runs_own_settings(tmp_path):
     cfg = TrainConfig(epochs=2, backend="cupy")  # what the run was made with must win
     prepare_run(cfg, None, out, {"epochs"})
     assert (cfg.train_limit, cfg.val_limit, cfg.backend) == (320, 96, "numpy")
+
+
+# -- posterior-collapse remedies: KL warm-up and free bits -------------------------------------
+def test_kl_warmup_beta_schedule():
+    # 1.5 epochs of 10 steps: 0 at the first step, linear, the full beta from step 15 on
+    assert [kl_warmup_beta(2.0, t, 10, 1.5) for t in (0, 3, 6, 15, 16, 400)] == \
+        [0.0, 2.0 * 3 / 15, 2.0 * 6 / 15, 2.0, 2.0, 2.0]
+    assert kl_warmup_beta(2.0, 7, 10, 1.0) == pytest.approx(1.4)
+    assert kl_warmup_beta(1, 0, 10, 0.0) == 1.0 and kl_warmup_beta(0.5, 3, 10, 0) == 0.5
+    assert isinstance(kl_warmup_beta(1, 0, 10, 0.0), float)
+
+
+def test_options_off_are_the_plain_loop(tmp_path):
+    """kl_warmup = 0 and free_bits = 0 train exactly the plain loop: forward, backward(), Adam."""
+    from scratchvae.backend import to_device
+    from scratchvae.data import load_split, prepare_batch
+    from scratchvae.models import build_vae
+    from scratchvae.optim import Adam
+
+    out = run(tmp_path / "run", epochs=1, kl_warmup=0.0, free_bits=0.0)
+    images = load_split("train", data_dir=SHARED_MNIST)[0][: SLICE["train_limit"]]
+    vae = build_vae("paper-mlp", seed=0)
+    opt = Adam(vae.params, vae.grads, lr=1e-3)
+    order = np.random.default_rng([0, 0]).permutation(len(images))
+    for step in range(len(images) // 64):
+        vae.rng.reseed(0, 0, step)
+        x = prepare_batch(to_device(images[order[step * 64 : (step + 1) * 64]], "numpy"), "unit",
+                          vae.rng, vae.dtype)
+        vae.forward(x, training=True)
+        vae.backward()
+        opt.step()
+    saved = read_checkpoint(out / "checkpoint.npz")[1]
+    for k, v in vae.params.items():
+        np.testing.assert_array_equal(saved[f"param/{k}"], v, err_msg=k)
+
+
+def test_resume_is_exact_with_kl_warmup_and_free_bits(tmp_path):
+    remedies = dict(kl_warmup=1.5, free_bits=0.3)  # the warm-up runs across the resume point
+    straight = run(tmp_path / "straight", epochs=2, **remedies)
+    part = run(tmp_path / "part", epochs=1, **remedies)
+    train(TrainConfig(**SLICE, epochs=2, **remedies), resume=part, overrides={"epochs"}, log=quiet,
+          progress=False, figures=False)
+    a, b = metrics(straight), metrics(part)
+    assert len(a) == len(b) == 2
+    for ra, rb in zip(a, b):
+        assert [ra[k] for k in LOSS_COLUMNS] == [rb[k] for k in LOSS_COLUMNS]
+        # the reported test loss is the true negative ELBO (beta = 1): recon + the true KL
+        assert abs(float(ra["test_loss"]) - float(ra["test_recon"]) - float(ra["test_kl"])) < 2e-3
+    pa, pb = read_checkpoint(straight / "checkpoint.npz")[1], read_checkpoint(part / "checkpoint.npz")[1]
+    for k in pa:
+        if k.startswith(("param/", "optim/")):
+            np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+    # the remedies change training, and each one on its own does
+    plain = metrics(run(tmp_path / "plain", epochs=2))
+    warm = metrics(run(tmp_path / "warm", epochs=2, kl_warmup=1.5))
+    floor = metrics(run(tmp_path / "floor", epochs=2, free_bits=0.3))
+    for other in (a, warm, floor):
+        assert [r["test_loss"] for r in other] != [r["test_loss"] for r in plain]
+    config = json.loads((straight / "config.json").read_text())
+    assert (config["kl_warmup"], config["free_bits"]) == (1.5, 0.3)
+    from scratchvae.checkpoint import load_model
+    assert load_model(straight)[0].free_bits == 0.3
+
+
+def test_remedy_flags_are_checked(tmp_path, capsys):
+    for flags, message in ((["--free-bits", "-1"], "--free-bits must be a finite number >= 0"),
+                           (["--kl-warmup", "nan"], "--kl-warmup must be a finite number >= 0"),
+                           (["--free-bits", "0.5", "--kl", "mc"], "--free-bits needs --kl analytic")):
+        assert main(flags + ["--out", str(tmp_path / "x"), "--no-progress"]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "x").exists()
+    # neither may change on resume
+    out = run(tmp_path / "run", epochs=1, kl_warmup=1.0)
+    for flags, shown in ((["--kl-warmup", "2"], "kl_warmup=1.0"), (["--free-bits", "0.5"], "free_bits=0.0")):
+        assert main(["--resume", str(out), "--epochs", "2", "--no-progress"] + flags) == 2
+        err = capsys.readouterr().err
+        assert shown in err and "cannot change on resume" in err

@@ -21,6 +21,7 @@ from .batchnorm import (
     batchnorm_eval_forward,
     batchnorm_forward,
 )
+from .classification import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .conv import (
     conv2d_backward,
     conv2d_forward,

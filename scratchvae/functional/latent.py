@@ -1,6 +1,7 @@
 """The latent pieces of a VAE: the log-variance bound, the reparameterization
 z = mu + exp(logvar / 2) * eps, and the KL divergence from q(z|x) = N(mu, diag(exp(logvar)))
-to the prior N(0, I), analytic and Monte-Carlo. Derivations: docs/vae.md.
+to the prior N(0, I): analytic, per latent dimension, with free bits, and Monte-Carlo.
+Derivations: docs/vae.md.
 
 Every function that exponentiates a log-variance first passes it through
 ``bound_logvar``, a smooth two-sided clamp to [LOGVAR_MIN, LOGVAR_MAX]. Inside
@@ -67,6 +68,15 @@ def reparameterize_backward(dz, cache):
     return dz, dz * eps * (0.5 * sigma) * slope
 
 
+def _twice_kl_terms(mu, logvar):
+    """(exp(lv) + mu^2 - 1 - lv, exp(lv), bound'(logvar)), each (N, D): twice the KL of each
+    image and latent dimension, the variance and the slope of the bound; lv = bound(logvar)."""
+    xp = get_array_module(mu)
+    lv, slope = bound_logvar(logvar)
+    var = xp.exp(lv)
+    return var + mu * mu - 1.0 - lv, var, slope
+
+
 def kl_standard_normal_forward(mu, logvar):
     """Analytic KL(N(mu, diag(exp(lv))) || N(0, I)) per sample.
 
@@ -80,10 +90,8 @@ def kl_standard_normal_forward(mu, logvar):
     -------
     kl : (N,) in nats;  cache
     """
-    xp = get_array_module(mu)
-    lv, slope = bound_logvar(logvar)
-    var = xp.exp(lv)
-    kl = 0.5 * (var + mu * mu - 1.0 - lv).sum(axis=1)
+    twice_kl, var, slope = _twice_kl_terms(mu, logvar)
+    kl = 0.5 * twice_kl.sum(axis=1)
     return kl, (mu, var, slope)
 
 
@@ -91,6 +99,62 @@ def kl_standard_normal_backward(dkl, cache):
     """dmu = dkl * mu;  dlogvar = dkl * (exp(lv) - 1) / 2 * bound'(logvar)."""
     mu, var, slope = cache
     d = dkl[:, None]
+    return d * mu, d * (0.5 * (var - 1.0)) * slope
+
+
+def kl_per_dimension(mu, logvar):
+    """Analytic KL of each image and latent dimension, KL_nd = (exp(lv) + mu^2 - 1 - lv) / 2.
+
+    Parameters
+    ----------
+    mu, logvar : (N, D)
+
+    Returns
+    -------
+    (N, D) in nats; its row sums are ``kl_standard_normal_forward``, its column means the
+    per-dimension KL that free bits and the active-unit count read.
+    """
+    return 0.5 * _twice_kl_terms(mu, logvar)[0]
+
+
+def kl_free_bits_forward(mu, logvar, free_bits):
+    """The free-bits KL (Kingma et al. 2016): a floor of ``free_bits`` nats per latent dimension.
+
+    With KL_d = mean_n KL_nd, the batch-mean KL of dimension d (``kl_per_dimension``), the
+    objective is sum_d max(free_bits, KL_d). Its per-image share is
+
+        kl_n = sum_d [ KL_nd if KL_d > free_bits else free_bits ],
+
+    chosen so that mean_n kl_n is exactly that objective. A dimension at or below the floor is
+    *inactive*: it adds the constant ``free_bits`` and receives no gradient. The mask depends
+    on the whole batch, so the value of one image does too. lv = bound(logvar), as in the
+    analytic KL. Derivation: docs/vae.md, "Posterior collapse: KL warm-up and free bits".
+
+    Parameters
+    ----------
+    mu, logvar : (N, D)
+    free_bits : the floor tau >= 0, in nats per latent dimension
+
+    Returns
+    -------
+    kl : (N,) in nats;  cache
+    """
+    if not free_bits >= 0:
+        raise ValueError(f"free_bits must be >= 0 nats per dimension, got {free_bits}")
+    xp = get_array_module(mu)
+    twice_kl, var, slope = _twice_kl_terms(mu, logvar)
+    kl_nd = 0.5 * twice_kl
+    active = kl_nd.mean(axis=0) > free_bits  # (D,): strict, so a dimension on the floor is inactive
+    floor = xp.asarray(free_bits, dtype=kl_nd.dtype)
+    kl = xp.where(active, kl_nd, floor).sum(axis=1)
+    return kl, (mu, var, slope, active.astype(kl_nd.dtype))
+
+
+def kl_free_bits_backward(dkl, cache):
+    """dmu = dkl * mu * a_d;  dlogvar = dkl * (exp(lv) - 1) / 2 * bound'(logvar) * a_d,
+    a_d = 1 for an active dimension (KL_d > free_bits), else 0."""
+    mu, var, slope, active = cache
+    d = dkl[:, None] * active
     return d * mu, d * (0.5 * (var - 1.0)) * slope
 
 

@@ -7,7 +7,7 @@ from .vae import KL_ESTIMATORS, VAE, ELBOTerms
 
 
 def build_vae(name, latent_dim=None, likelihood=None, beta=1.0, *, dtype=None, seed=0,
-              backend="numpy", kl="analytic", variance=0.5):
+              backend="numpy", kl="analytic", variance=0.5, free_bits=0.0):
     """Build a named VAE.
 
     Parameters
@@ -21,6 +21,8 @@ def build_vae(name, latent_dim=None, likelihood=None, beta=1.0, *, dtype=None, s
     backend : "numpy" or "cupy", where every array is created
     kl : "analytic" (closed form) or "mc" (single-sample log q - log p)
     variance : the fixed variance c of the "gaussian-fixed" likelihood
+    free_bits : nats per latent dimension; > 0 trains with the free-bits KL
+        sum_d max(free_bits, KL_d) (analytic KL only; docs/vae.md); 0, the default, is the ELBO
     """
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}: choose one of {', '.join(ARCHITECTURES)}")
@@ -35,7 +37,8 @@ def build_vae(name, latent_dim=None, likelihood=None, beta=1.0, *, dtype=None, s
     kw = dict(dtype=dtype, rng=rng)
     encoder, features, decoder = spec["build"](latent_dim, lik.channels_per_pixel, kw)
     head = GaussianHead(features, latent_dim, **kw)
-    return VAE(encoder, head, decoder, lik, rng=rng, beta=beta, kl=kl, dtype=dtype, name=name)
+    return VAE(encoder, head, decoder, lik, rng=rng, beta=beta, kl=kl, dtype=dtype, name=name,
+               free_bits=free_bits)
 
 
 __all__ = ["ARCHITECTURES", "ELBOTerms", "KL_ESTIMATORS", "LIKELIHOODS", "VAE", "architecture",

@@ -4,11 +4,14 @@ Loss per batch (nats per image, averaged over the batch):
 
     loss = mean_n [ -log p(x_n | z_n) + beta * KL_n ],   z_n = mu_n + sigma_n * eps_n
 
-With beta = 1 this is the negative ELBO. ``backward`` runs every piece's
-hand-written backward in reverse; the derivations are in docs/vae.md.
+With beta = 1 this is the negative ELBO. With ``free_bits`` > 0 the KL in the loss is the
+free-bits objective sum_d max(free_bits, mean_n KL_nd) instead, while the reported ``kl``
+stays the true KL. ``backward`` runs every piece's hand-written backward in reverse; the
+derivations are in docs/vae.md.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -24,7 +27,9 @@ class ELBOTerms(NamedTuple):
     """What ``VAE.forward`` returns: 0-d arrays on the model's backend (no host sync).
 
     ``loss`` = ``recon`` + beta * ``kl``; all are means over the batch, in nats per image.
-    ``float(terms)`` gives the loss as a Python float.
+    With free bits, ``loss`` = ``recon`` + beta * sum_d max(free_bits, KL_d), the objective
+    that is minimized, while ``kl`` is still the true KL, so ``recon + kl`` is always the
+    (one-sample) negative ELBO. ``float(terms)`` gives the loss as a Python float.
     """
 
     loss: object
@@ -40,17 +45,25 @@ class VAE:
 
     Parameters are gathered under dotted names: ``encoder.0.W``, ``head.mu.W``,
     ``decoder.3.b``, ``likelihood.log_scale``. Build one with
-    ``scratchvae.models.build_vae``.
+    ``scratchvae.models.build_vae``. ``free_bits`` > 0 (nats per latent dimension, analytic
+    KL only) trains with the free-bits KL; 0 is the plain ELBO.
     """
 
     def __init__(self, encoder, head, decoder, likelihood, *, rng, image_shape=(1, 28, 28),
-                 beta=1.0, kl="analytic", dtype=None, name="custom"):
+                 beta=1.0, kl="analytic", dtype=None, name="custom", free_bits=0.0):
         if kl not in KL_ESTIMATORS:
             raise ValueError(f"kl must be one of {KL_ESTIMATORS}, got {kl!r}")
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
+        if not (free_bits >= 0 and math.isfinite(free_bits)):
+            raise ValueError(f"free_bits must be a finite number >= 0 (nats per latent dimension), "
+                             f"got {free_bits}")
+        if free_bits > 0 and kl != "analytic":
+            raise ValueError(f"free_bits needs the analytic KL (its floor applies to each "
+                             f"dimension's batch-mean KL), got kl={kl!r}")
         self.encoder, self.head, self.decoder, self.likelihood = encoder, head, decoder, likelihood
         self.rng, self.image_shape, self.beta, self.kl = rng, tuple(image_shape), float(beta), kl
+        self.free_bits = float(free_bits)
         self.dtype, self.name = resolve_dtype(dtype), name
         self.latent_dim = head.latent_dim
         self._cache = None
@@ -132,20 +145,31 @@ class VAE:
             kl, kl_cache = F.kl_standard_normal_forward(mu, logvar)
         else:
             kl, kl_cache = F.kl_monte_carlo_forward(z, mu, logvar)
-        self._cache = (n, reparam_cache, kl_cache)
         recon, kl_mean = nll.mean(), kl.mean()
+        if self.free_bits > 0:  # the loss (and backward) use the floored KL; kl stays the true one
+            kl_objective, kl_cache = F.kl_free_bits_forward(mu, logvar, self.free_bits)
+            self._cache = (n, reparam_cache, kl_cache)
+            return ELBOTerms(recon + self.beta * kl_objective.mean(), recon, kl_mean)
+        self._cache = (n, reparam_cache, kl_cache)
         return ELBOTerms(recon + self.beta * kl_mean, recon, kl_mean)
 
-    def backward(self, dloss=1.0):
-        """Fill ``grads`` for every parameter with d(dloss * loss)/d(param) of the last forward."""
+    def backward(self, dloss=1.0, beta=None):
+        """Fill ``grads`` for every parameter with d(dloss * loss)/d(param) of the last forward.
+
+        ``beta`` weights the KL in this gradient instead of the model's ``beta`` (KL warm-up
+        passes a growing one, ``scratchvae.training.kl_warmup_beta``); None uses the model's.
+        """
         if self._cache is None:
             raise ValueError(f"VAE {self.name!r}: backward called before forward")
         n, reparam_cache, kl_cache = self._cache
         xp = self.rng.xp
+        beta = self.beta if beta is None else float(beta)
         dnll = xp.full((n,), 1.0 / n, dtype=self.dtype) * dloss
-        dkl = xp.full((n,), self.beta / n, dtype=self.dtype) * dloss
+        dkl = xp.full((n,), beta / n, dtype=self.dtype) * dloss
         dz = self.decoder.backward(self.likelihood.backward(dnll))
-        if self.kl == "analytic":
+        if self.free_bits > 0:
+            dmu_kl, dlogvar_kl = F.kl_free_bits_backward(dkl, kl_cache)
+        elif self.kl == "analytic":
             dmu_kl, dlogvar_kl = F.kl_standard_normal_backward(dkl, kl_cache)
         else:
             dz_kl, dmu_kl, dlogvar_kl = F.kl_monte_carlo_backward(dkl, kl_cache)
@@ -185,7 +209,8 @@ class VAE:
         return self
 
     def __repr__(self):
+        free_bits = f", free_bits={self.free_bits}" if self.free_bits > 0 else ""
         return (f"VAE({self.name!r}, latent_dim={self.latent_dim}, likelihood="
-                f"{self.likelihood.name!r}, beta={self.beta}, kl={self.kl!r}, "
+                f"{self.likelihood.name!r}, beta={self.beta}, kl={self.kl!r}{free_bits}, "
                 f"params={self.num_params():,})")
 
