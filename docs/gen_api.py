@@ -13,7 +13,7 @@ MODULES = [
     "scratchvae.likelihoods", "scratchvae.models", "scratchvae.optim", "scratchvae.gradcheck",
     "scratchvae.data", "scratchvae.checkpoint", "scratchvae.training", "scratchvae.evaluate",
     "scratchvae.plot", "scratchvae.experiments", "scratchvae.experiments.paper",
-    "scratchvae.experiments.figures", "scratchvae.classifier", "scratchvae.fid",
+    "scratchvae.experiments.figures", "scratchvae.experiments.nll", "scratchvae.classifier", "scratchvae.fid",
 ]
 
 

@@ -37,7 +37,7 @@ PAPER_COUNTS = {
     "paper-mlp": {2: 404244, 5: 406554, 16: 415024},
     "paper-conv": {2: 184421, 5: 194027, 16: 229249},
 }
-FEATURES = {"paper-mlp": 256, "paper-conv": 32, "tutorial-mlp": 28}
+FEATURES = {"paper-mlp": 256, "paper-conv": 32, "tutorial-mlp": 28, "nll-conv": 512}
 NAME = re.compile(r"^(encoder\.\d+|decoder\.\d+|head\.mu|head\.logvar|likelihood)\.\w+$")
 
 
@@ -76,6 +76,29 @@ def test_parameter_counts_match_paper():
     assert build_vae("paper-conv", 2, "gaussian").num_params() == conv + 32 * 9 + 1
 
 
+def test_nll_conv_shapes_and_parameter_count():
+    """nll-conv, counted by hand layer by layer (docs/vae.md), and its shapes: 28-14-7-14-28."""
+    encoder = (32 * 1 * 9 + 32) + (64 * 32 * 16 + 64) + (64 * 64 * 9 + 64) + (128 * 64 * 16 + 128) \
+        + (6272 * 512 + 512)
+    decoder_body = (512 * 6272 + 6272) + (128 * 64 * 16 + 64) + (64 * 64 * 9 + 64) \
+        + (64 * 32 * 16 + 32) + (32 * 1 * 9 + 1)
+    for z in (2, 32, 64):
+        head, decoder_in = 2 * (512 * z + z), z * 512 + 512
+        assert build_vae("nll-conv", z).num_params() == encoder + head + decoder_in + decoder_body, z
+    vae = build_vae("nll-conv", seed=0)
+    assert (vae.latent_dim, vae.likelihood.name) == (32, "bernoulli")
+    assert vae.num_params() == 6_881_473
+    x = (np.random.default_rng(0).random((3, 1, 28, 28)) > 0.5).astype(np.float32)
+    shapes, h = [], x
+    for layer in vae.encoder.layers:
+        h = layer.forward(h, training=False)
+        shapes.append(tuple(h.shape[1:]))
+    assert shapes[:8:2] == [(32, 28, 28), (64, 14, 14), (64, 14, 14), (128, 7, 7)]
+    assert shapes[-1] == (512,)
+    out = vae.decoder.forward(vae.encode(x)[0], training=False)
+    assert out.shape == (3, 1, 28, 28)
+
+
 # -- whole-model gradients ------------------------------------------------------------------
 def _whole_model_check(vae, x, eps, training, max_entries, step=1e-4):
     """Finite differences of the loss for every parameter tensor, ReLU/dropout patterns frozen.
@@ -107,6 +130,28 @@ def test_whole_model_gradients(backend, arch, likelihood):
         vae.params["likelihood.log_scale"][...] = -0.3  # away from its initial 0
 
     report = _whole_model_check(vae, x, eps, training=False, max_entries=8)
+
+    report.assert_ok(1e-6)
+
+
+@pytest.mark.gradcheck
+def test_whole_model_gradients_nll_conv(backend):
+    """nll-conv, Bernoulli, evaluation mode. At its initial weights the decoder barely reads z
+    (logits near 0), so the gradients reaching the encoder are ~1e-5 and a difference quotient
+    of the ~545-nat loss drowns in rounding; five Adam steps on the batch first move it to a
+    point (loss ~460) where every gradient stands well above the rounding, and h = 1e-4 with
+    tolerance 1e-6 holds with margin (worst error ~3e-8). Four entries per tensor: the model
+    is large, and each entry costs two forwards."""
+    vae = build_vae("nll-conv", LATENT, "bernoulli", BETA, dtype=np.float64, seed=1, backend=backend)
+    x = to_device((np.random.default_rng(2).random((2, 1, 28, 28)) > 0.5).astype(np.float64), backend)
+    eps = to_device(np.random.default_rng(3).standard_normal((2, LATENT)), backend)
+    opt = Adam(vae.params, vae.grads, lr=1e-3)
+    for _ in range(5):
+        vae.forward(x, eps, training=False)
+        vae.backward()
+        opt.step()
+
+    report = _whole_model_check(vae, x, eps, training=False, max_entries=4)
 
     report.assert_ok(1e-6)
 

@@ -3,6 +3,9 @@
 * ``paper``: the paper's Tables 1 and 2 (vanilla and convolutional VAE, z = 2, 5, 16:
   train and validation loss, FID, parameter count) and Figures 5-8, written into
   ``docs/reproduction.md`` (see :mod:`scratchvae.experiments.paper`).
+* ``nll``: the literature's MNIST likelihood, ``nll-conv`` trained on dynamically binarized
+  MNIST and scored by the importance-weighted NLL (K = 5000) as it trains, against Burda et
+  al. (2015) (see :mod:`scratchvae.experiments.nll`).
 
 A generated document keeps its hand-written text: each generated part lives between the
 markers ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` and only that part is rewritten

@@ -86,22 +86,30 @@ class PaperSettings:
 QUICK = dict(epochs=1, train_limit=600, val_limit=200, fid_images=1000, latent_dims=(2,))
 
 
-def ensure_trained(cfg: TrainConfig, run_dir: Path, log=print) -> bool:
-    """Train, resume or skip ``run_dir`` so that it holds ``cfg.epochs`` finished epochs.
-
-    Returns True when it trained. Refuses (``TrainingError``) a folder made with other
-    settings or more epochs; raises ``ExperimentInterrupted`` when Ctrl-C stopped training.
-    """
+def check_run_settings(cfg: TrainConfig, run_dir: Path, must_match=MUST_MATCH) -> None:
+    """Refuse (``TrainingError``) a ``run_dir`` whose config.json differs from ``cfg`` in any
+    of ``must_match``; a folder without config.json passes."""
     run_dir = Path(run_dir)
-    metrics, checkpoint = run_dir / "metrics.csv", run_dir / CHECKPOINT_NAME
     if (run_dir / "config.json").is_file():
         saved = json.loads((run_dir / "config.json").read_text())
-        differ = [k for k in MUST_MATCH if saved.get(k) != getattr(cfg, k)]
+        differ = [k for k in must_match if saved.get(k) != getattr(cfg, k)]
         if differ:
             raise TrainingError(
                 f"{run_dir} holds a run made with " + ", ".join(f"{k}={saved.get(k)!r}" for k in differ)
                 + ", not " + ", ".join(f"{k}={getattr(cfg, k)!r}" for k in differ)
                 + "; choose another --out (nothing was changed)")
+
+
+def ensure_trained(cfg: TrainConfig, run_dir: Path, log=print, must_match=MUST_MATCH) -> bool:
+    """Train, resume or skip ``run_dir`` so that it holds ``cfg.epochs`` finished epochs.
+
+    Returns True when it trained. Refuses (``TrainingError``) a folder made with other
+    settings (any of ``must_match``, see ``check_run_settings``) or more epochs; raises
+    ``ExperimentInterrupted`` when Ctrl-C stopped training.
+    """
+    run_dir = Path(run_dir)
+    metrics, checkpoint = run_dir / "metrics.csv", run_dir / CHECKPOINT_NAME
+    check_run_settings(cfg, run_dir, must_match)
     done = len(read_metrics(metrics))
     position = read_checkpoint(checkpoint)[0]["position"] if checkpoint.is_file() else None
     reached = max(done, position["epoch"] if position else 0)

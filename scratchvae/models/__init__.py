@@ -12,7 +12,7 @@ def build_vae(name, latent_dim=None, likelihood=None, beta=1.0, *, dtype=None, s
 
     Parameters
     ----------
-    name : one of ``ARCHITECTURES`` ("paper-mlp", "paper-conv", "tutorial-mlp")
+    name : one of ``ARCHITECTURES`` ("paper-mlp", "paper-conv", "tutorial-mlp", "nll-conv")
     latent_dim : size of z (the architecture's default if None)
     likelihood : one of ``LIKELIHOODS`` (the architecture's default if None)
     beta : weight of the KL term (1 = the ELBO; beta-VAE otherwise)

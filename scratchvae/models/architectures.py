@@ -85,3 +85,31 @@ def tutorial_mlp(latent_dim, out_channels, kw):
         Dense(196, 784 * out_channels, **kw), Tanh(**kw), Reshape((out_channels, 28, 28), **kw),
     )
     return encoder, 28, decoder
+
+
+@architecture("nll-conv", latent_dim=32)
+def nll_conv(latent_dim, out_channels, kw):
+    """A deeper convolutional VAE for MNIST likelihoods (0/1 images, docs/reproduction.md).
+
+    Encoder: Conv 3x3/32/s1, Conv 4x4/64/s2 (28 -> 14), Conv 3x3/64/s1, Conv 4x4/128/s2
+    (14 -> 7), each followed by ReLU, Flatten, Dense 6272 -> 512 (ReLU).
+    Decoder: Dense 512 (ReLU), Dense 6272 (ReLU), Reshape 128x7x7, ConvT 4x4/64/s2 (7 -> 14),
+    Conv 3x3/64/s1, ConvT 4x4/32/s2 (14 -> 28), each followed by ReLU, ConvT 3x3/out/s1.
+    Padding 1 throughout; no dropout (dynamic binarization regularizes).
+    """
+    encoder = Sequential(
+        Conv2d(1, 32, 3, stride=1, padding=1, **kw), ReLU(**kw),
+        Conv2d(32, 64, 4, stride=2, padding=1, **kw), ReLU(**kw),
+        Conv2d(64, 64, 3, stride=1, padding=1, **kw), ReLU(**kw),
+        Conv2d(64, 128, 4, stride=2, padding=1, **kw), ReLU(**kw),
+        Flatten(**kw), Dense(6272, 512, **kw), ReLU(**kw),
+    )
+    decoder = Sequential(
+        Dense(latent_dim, 512, **kw), ReLU(**kw),
+        Dense(512, 6272, **kw), ReLU(**kw), Reshape((128, 7, 7), **kw),
+        ConvTranspose2d(128, 64, 4, stride=2, padding=1, **kw), ReLU(**kw),
+        Conv2d(64, 64, 3, stride=1, padding=1, **kw), ReLU(**kw),
+        ConvTranspose2d(64, 32, 4, stride=2, padding=1, **kw), ReLU(**kw),
+        ConvTranspose2d(32, out_channels, 3, stride=1, padding=1, **kw),
+    )
+    return encoder, 512, decoder
