@@ -31,7 +31,7 @@ from .data.mnist import prepare_batch
 from .data.sources import cache_root
 from .functional.classification import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .layers import Conv2d, Dense, Flatten, ReLU, Sequential
-from .layers.base import gather
+from .layers.base import Composite
 from .optim import Adam
 
 NUM_CLASSES = 10
@@ -48,7 +48,7 @@ class ClassifierCacheError(ValueError):
     """A cached classifier file is unreadable or does not match this network."""
 
 
-class Classifier:
+class Classifier(Composite):
     """A CNN classifier for (N, 1, 28, 28) images in [0, 1]: ``body`` (features) then ``head``.
 
     ``params`` and ``grads`` gather both parts under dotted names (``"body.0.W"``,
@@ -61,14 +61,6 @@ class Classifier:
 
     def _children(self):
         return [("body", self.body), ("head", self.head)]
-
-    @property
-    def params(self):
-        return gather(self._children(), "params")
-
-    @property
-    def grads(self):
-        return gather(self._children(), "grads")
 
     @property
     def backend(self) -> str:

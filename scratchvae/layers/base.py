@@ -178,6 +178,22 @@ def gather(children, attr):
     return {f"{name}.{k}": v for name, child in children for k, v in getattr(child, attr).items()}
 
 
+class Composite:
+    """A model made of named parts: subclasses define ``_children()`` (``(name, part)`` pairs)
+    and get ``params`` and ``grads`` gathered under dotted names, e.g. ``"head.mu.W"``."""
+
+    def _children(self):
+        raise NotImplementedError
+
+    @property
+    def params(self):
+        return gather(self._children(), "params")
+
+    @property
+    def grads(self):
+        return gather(self._children(), "grads")
+
+
 def iter_layers(model):
     """Every ``Layer`` inside a layer, a ``Sequential``, a ``GaussianHead`` or a ``VAE``."""
     if hasattr(model, "layers"):  # Sequential

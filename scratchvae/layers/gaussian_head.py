@@ -1,10 +1,10 @@
 """The Gaussian posterior head: encoder features -> (mu, logvar) of q(z|x)."""
 from ..backend import as_generator
-from .base import gather
+from .base import Composite
 from .dense import Dense
 
 
-class GaussianHead:
+class GaussianHead(Composite):
     """Two dense maps from features (N, F) to ``mu`` (N, D) and ``logvar`` (N, D).
 
     Parameters: ``mu.W`` (F, D), ``mu.b`` (D,), ``logvar.W`` (F, D), ``logvar.b`` (D,).
@@ -20,14 +20,6 @@ class GaussianHead:
 
     def _children(self):
         return (("mu", self.mu), ("logvar", self.logvar))
-
-    @property
-    def params(self):
-        return gather(self._children(), "params")
-
-    @property
-    def grads(self):
-        return gather(self._children(), "grads")
 
     @property
     def buffers(self):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..backend import Generator, backend_of, resolve_dtype, to_device
 from ..functional import latent as F
-from ..layers.base import gather, iter_layers
+from ..layers.base import Composite, gather, iter_layers
 
 KL_ESTIMATORS = ("analytic", "mc")
 
@@ -40,7 +40,7 @@ class ELBOTerms(NamedTuple):
         return float(self.loss)
 
 
-class VAE:
+class VAE(Composite):
     """A VAE assembled from an encoder, a Gaussian head, a decoder and a likelihood.
 
     Parameters are gathered under dotted names: ``encoder.0.W``, ``head.mu.W``,
@@ -72,14 +72,6 @@ class VAE:
     def _children(self):
         return (("encoder", self.encoder), ("head", self.head), ("decoder", self.decoder),
                 ("likelihood", self.likelihood))
-
-    @property
-    def params(self):
-        return gather(self._children(), "params")
-
-    @property
-    def grads(self):
-        return gather(self._children(), "grads")
 
     @property
     def buffers(self):
