@@ -36,6 +36,8 @@ def build_parser():
     a("--variance", type=float, help=f"fixed variance c of gaussian-fixed (default {DEFAULTS.variance})")
     a("--beta", type=float, help=f"weight of the KL term; 1 is the ELBO (default {DEFAULTS.beta})")
     a("--kl", choices=KL_ESTIMATORS, help=f"KL estimator (default {DEFAULTS.kl})")
+    a("--lr-decay", type=float, metavar="FACTOR", help="multiply the learning rate by FACTOR "
+      f"after every epoch, in (0, 1] (default {DEFAULTS.lr_decay}: constant)")
     a("--kl-warmup", type=float, metavar="EPOCHS", help="KL warm-up against posterior collapse: the "
       "KL weight grows linearly from 0 to --beta over this many epochs (fractions allowed); the "
       f"reported losses always use --beta (default {DEFAULTS.kl_warmup}: no warm-up)")

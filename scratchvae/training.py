@@ -53,6 +53,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
+    lr_decay: float = 1.0
     seed: int = 0
     train_limit: int | None = None
     val_limit: int | None = None
@@ -83,6 +84,9 @@ class TrainConfig:
                 raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.lr <= 0:
             raise TrainingError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr_decay <= 1:
+            raise TrainingError(f"--lr-decay must be in (0, 1], the factor applied to the learning "
+                                f"rate after every epoch (1 = constant), got {self.lr_decay}")
         for name, unit in (("kl_warmup", "epochs"), ("free_bits", "nats per latent dimension")):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -97,8 +101,8 @@ class TrainConfig:
 # Settings a resumed run must keep: the model, its objective (beta, KL warm-up, free bits),
 # the data and the optimizer.
 ARCHITECTURE_KEYS = ("model", "latent_dim", "likelihood", "beta", "kl", "variance", "kl_warmup",
-                     "free_bits", "dtype", "dataset", "seed", "batch_size", "lr", "binarize",
-                     "train_limit")
+                     "free_bits", "dtype", "dataset", "seed", "batch_size", "lr", "lr_decay",
+                     "binarize", "train_limit")
 
 
 def kl_warmup_beta(beta, global_step, steps_per_epoch, warmup_epochs):
@@ -114,6 +118,12 @@ def kl_warmup_beta(beta, global_step, steps_per_epoch, warmup_epochs):
     if warmup_epochs <= 0:
         return beta
     return beta * min(1.0, global_step / (warmup_epochs * steps_per_epoch))
+
+
+def epoch_lr(lr, lr_decay, epoch):
+    """The learning rate of epoch ``epoch`` (0-based): lr * lr_decay ** epoch. A function of the
+    position alone, so a resumed run uses the same rates; lr_decay = 1 gives exactly ``lr``."""
+    return lr * lr_decay**epoch
 
 
 def _versions(backend):
@@ -248,6 +258,7 @@ def train(cfg: TrainConfig, out=None, resume=None, overrides=frozenset(), log=pr
             start_step = position["step"] if epoch == position["epoch"] else 0
             loss_sum = xp.asarray(position["loss_sum"] if start_step else 0.0, dtype=np.float64)
             order = to_device(np.random.default_rng([cfg.seed, epoch]).permutation(n), cfg.backend)
+            opt.lr = epoch_lr(cfg.lr, cfg.lr_decay, epoch)
             t0 = time.perf_counter()
             bar = bar_factory(epoch, cfg.epochs, steps_per_epoch, start_step) if bar_factory else None
             images_done = 0

@@ -11,7 +11,7 @@ import pytest
 
 from scratchvae.checkpoint import CheckpointError, load_model, read_checkpoint
 from scratchvae.train import main
-from scratchvae.training import TrainConfig, TrainingError, kl_warmup_beta, train
+from scratchvae.training import TrainConfig, TrainingError, epoch_lr, kl_warmup_beta, train
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 pytestmark = pytest.mark.skipif(
@@ -239,3 +239,26 @@ def test_remedy_flags_are_checked(tmp_path, capsys):
         assert main(["--resume", str(out), "--epochs", "2", "--no-progress"] + flags) == 2
         err = capsys.readouterr().err
         assert shown in err and "cannot change on resume" in err
+
+
+def test_lr_decay_schedule_resume_and_checks(tmp_path, capsys):
+    """--lr-decay: epoch e trains at lr * decay**e (1 = exactly the constant rate), a resumed run
+    repeats a straight one bit for bit, the rate changes training, and bad values are refused."""
+    assert [epoch_lr(1e-3, 0.5, e) for e in range(3)] == [1e-3, 5e-4, 2.5e-4]
+    assert all(epoch_lr(3e-3, 1.0, e) == 3e-3 for e in range(50))
+    straight = run(tmp_path / "straight", epochs=2, lr_decay=0.5)
+    part = run(tmp_path / "part", epochs=1, lr_decay=0.5)
+    train(TrainConfig(**SLICE, epochs=2, lr_decay=0.5), resume=part, overrides={"epochs"}, log=quiet,
+          progress=False, figures=False)
+    pa, pb = read_checkpoint(straight / "checkpoint.npz")[1], read_checkpoint(part / "checkpoint.npz")[1]
+    for k in pa:
+        if k.startswith(("param/", "optim/")):
+            np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+    # epoch 1 runs at lr itself (decay**0), epoch 2 at half of it
+    constant, decayed = metrics(run(tmp_path / "constant", epochs=2)), metrics(straight)
+    assert [constant[0][k] for k in LOSS_COLUMNS] == [decayed[0][k] for k in LOSS_COLUMNS]
+    assert [constant[1][k] for k in LOSS_COLUMNS] != [decayed[1][k] for k in LOSS_COLUMNS]
+    for value in ("0", "1.5", "nan"):
+        assert main(["--lr-decay", value, "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+        assert "--lr-decay must be in (0, 1]" in capsys.readouterr().err
+        assert not (tmp_path / "x").exists()

@@ -87,7 +87,9 @@ def add_nll_parser(sub):
     a("--epochs", type=int, help=f"epochs to train to (default {d.epochs}; with --quick "
       f"{nll.QUICK['epochs']})")
     a("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
-    a("--lr", type=float, help=f"Adam's learning rate, constant (default {d.lr:g})")
+    a("--lr", type=float, help=f"Adam's learning rate at the first epoch (default {d.lr:g})")
+    a("--lr-decay", type=float, help=f"factor applied to the learning rate after every epoch "
+      f"(default {d.lr_decay:g}: constant)")
     a("--kl-warmup", type=float, help=f"epochs over which the KL weight rises from 0 to 1 (default "
       f"{d.kl_warmup:g}; 0 = off)")
     a("--train-limit", type=int, help="train on the first N training images (default all 60,000; "
@@ -117,7 +119,7 @@ def add_nll_parser(sub):
 def nll_settings(args) -> nll.NLLSettings:
     """The ``NLLSettings`` the flags ask for (``QUICK`` first with --quick, then each flag given)."""
     settings = nll.NLLSettings(**(nll.QUICK if args.quick else {}))
-    for name in ("latent_dim", "epochs", "batch_size", "lr", "kl_warmup", "train_limit",
+    for name in ("latent_dim", "epochs", "batch_size", "lr", "lr_decay", "kl_warmup", "train_limit",
                  "eval_every", "k", "eval_images", "curve_images"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))

@@ -48,8 +48,8 @@ CURVE_FIELDS = ("epoch", "test_negative_elbo", "test_recon", "test_kl", "iwae_nl
 PUBLISHED = (("VAE", 86.76), ("IWAE (k = 50)", 84.78))
 TARGET = 85.0
 # a run folder is reused only when it was made with these same settings
-MUST_MATCH = ("model", "latent_dim", "batch_size", "lr", "seed", "train_limit", "binarize",
-              "kl_warmup")
+MUST_MATCH = ("model", "latent_dim", "batch_size", "lr", "lr_decay", "seed", "train_limit",
+              "binarize", "kl_warmup")
 TEST_IMAGES = 10_000
 
 
@@ -61,6 +61,7 @@ class NLLSettings:
     epochs: int = 100
     batch_size: int = 128
     lr: float = 1e-3
+    lr_decay: float = 1.0
     kl_warmup: float = 10.0
     eval_every: int = 10
     k: int = 5000
@@ -75,7 +76,8 @@ class NLLSettings:
         """The ``TrainConfig`` that trains the run to ``epochs`` epochs (the per-epoch test loss
         is scored on the first ``eval_images`` test images, binarized once)."""
         return TrainConfig(model=MODEL, latent_dim=self.latent_dim, epochs=epochs,
-                           batch_size=self.batch_size, lr=self.lr, kl_warmup=self.kl_warmup,
+                           batch_size=self.batch_size, lr=self.lr, lr_decay=self.lr_decay,
+                           kl_warmup=self.kl_warmup,
                            seed=self.seed, train_limit=self.train_limit, val_limit=self.eval_images,
                            binarize=True, data_dir=self.data_dir, backend=self.backend)
 
