@@ -3,7 +3,7 @@ PyTorch implementation of the same architecture, alternating them in one process
 
     python benchmarks/step_time.py                      # both models, batch 64 and 256, CPU
     python benchmarks/step_time.py --backend cupy       # scratchvae on the GPU, torch on cuda
-    python benchmarks/step_time.py --models paper-mlp --batches 64 --steps 200
+    python benchmarks/step_time.py --models paper-mlp --batches 64 --steps 400
 
 Prints milliseconds per step (median over ``--steps`` after ``--warmup``), the ratio
 scratchvae / PyTorch (below 1 means scratchvae is faster), and the peak memory a step
@@ -82,18 +82,29 @@ class TorchStep:
         self.opt.step()
 
 
-def time_alternating(a, b, steps, warmup):
-    """Median seconds per call of ``a`` and ``b``, interleaved so both see the same machine state."""
+def time_alternating(a, b, steps, warmup, block=50):
+    """Median seconds per call of ``a`` and ``b``, alternating in blocks of ``block`` calls so
+    both see the same machine state.
+
+    Blocks, not single calls: right after one library's step, the other's thread pool is still
+    spinning (OpenBLAS and PyTorch's OpenMP workers busy-wait for more work), so the first call
+    after a switch runs with a core taken. Alternating call by call makes every call such a
+    first call: on this project's 2-core machine that inflated PyTorch's conv step from 78 to
+    138 ms (and ours less), which flattered the ratio. The slowdown lasts several calls after a
+    switch (blocks of 10 still showed 111 ms), so blocks are 50 calls long by default; the
+    medians then match each library timed alone in its own process.
+    """
     for _ in range(warmup):
         a(), b()
     a.sync(), b.sync()
     ta, tb = [], []
-    for _ in range(steps):
+    for _ in range(max(1, steps // block)):
         for f, out in ((a, ta), (b, tb)):
-            t0 = time.perf_counter()
-            f()
-            f.sync()
-            out.append(time.perf_counter() - t0)
+            for _ in range(block):
+                t0 = time.perf_counter()
+                f()
+                f.sync()
+                out.append(time.perf_counter() - t0)
     return statistics.median(ta), statistics.median(tb)
 
 
@@ -111,8 +122,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["paper-mlp", "paper-conv"])
     p.add_argument("--batches", nargs="+", type=int, default=[64, 256])
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--block", type=int, default=50,
+                   help="steps of one library before switching to the other (1: alternate every step)")
     p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads (NumPy's BLAS: OPENBLAS_NUM_THREADS)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
     args = p.parse_args(argv)
@@ -128,7 +141,7 @@ def main(argv=None):
     for model in args.models:
         for batch in args.batches:
             ours, theirs = ScratchStep(model, batch, args.backend), TorchStep(model, batch, device)
-            t_ours, t_theirs = time_alternating(ours, theirs, args.steps, args.warmup)
+            t_ours, t_theirs = time_alternating(ours, theirs, args.steps, args.warmup, args.block)
             mem_ours = f"{scratch_peak_mib(ours):.1f}" if args.backend == "numpy" else "n/a"
             print(f"{model:<11} {batch:>5} {t_ours * 1e3:>14.2f} {t_theirs * 1e3:>9.2f} "
                   f"{t_ours / t_theirs:>6.2f} {mem_ours:>12} {'n/a':>10}")

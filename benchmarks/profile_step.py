@@ -1,0 +1,103 @@
+"""Where a scratchvae training step spends its time, layer by layer (forward and backward).
+
+    python benchmarks/profile_step.py                         # paper-conv, batch 64, numpy
+    python benchmarks/profile_step.py --model paper-mlp --steps 200
+    python benchmarks/profile_step.py --backend cupy          # synchronizes after every layer
+
+Every layer of the encoder and decoder Sequentials is timed by wrapping its ``forward`` and
+``backward``; the rest of the step (Gaussian head, reparameterization, KL, likelihood, Adam)
+is timed as a whole. Prints the minimum and the median over ``--steps`` steps after a
+warm-up. On cupy each timing synchronizes the device, which the real step never does, so
+the GPU numbers show where kernels go rather than the step's true speed.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from step_time import real_batch  # noqa: E402
+
+from scratchvae.backend import get_xp, to_device  # noqa: E402
+from scratchvae.models import build_vae  # noqa: E402
+from scratchvae.optim import Adam  # noqa: E402
+
+
+def _wrap(layer, label, times, sync):
+    fwd, bwd = layer.forward, layer.backward
+
+    def forward(x, training=True):
+        t0 = time.perf_counter()
+        y = fwd(x, training=training)
+        sync()
+        times[(label, "forward")].append(time.perf_counter() - t0)
+        return y
+
+    def backward(dy):
+        t0 = time.perf_counter()
+        dx = bwd(dy)
+        sync()
+        times[(label, "backward")].append(time.perf_counter() - t0)
+        return dx
+
+    layer.forward, layer.backward = forward, backward
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="paper-conv")
+    p.add_argument("--latent-dim", type=int, default=2)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    args = p.parse_args(argv)
+
+    vae = build_vae(args.model, args.latent_dim, seed=0, backend=args.backend)
+    opt = Adam(vae.params, vae.grads, lr=1e-3)
+    x = to_device(real_batch(args.batch), args.backend)
+    xp = get_xp(args.backend)
+    sync = (lambda: xp.cuda.Stream.null.synchronize()) if args.backend == "cupy" else (lambda: None)
+
+    times = defaultdict(list)
+    order = []
+    for part in ("encoder", "decoder"):
+        for i, layer in enumerate(getattr(vae, part).layers):
+            label = f"{part}.{i} {layer!r}".split("\n")[0]
+            order.append(label)
+            _wrap(layer, label, times, sync)
+
+    steps = []
+    for s in range(args.warmup + args.steps):
+        if s == args.warmup:
+            times.clear()
+            steps.clear()
+        t0 = time.perf_counter()
+        vae.forward(x, training=True)
+        vae.backward()
+        opt.step()
+        sync()
+        steps.append(time.perf_counter() - t0)
+
+    n = len(steps)
+    layer_total = [sum(v[k] for v in times.values()) for k in range(n)]
+    rest = [s - t for s, t in zip(steps, layer_total)]
+    print(f"{args.model} z={args.latent_dim} batch {args.batch} on {args.backend}: "
+          f"step median {statistics.median(steps) * 1e3:.2f} ms, min {min(steps) * 1e3:.2f} ms "
+          f"over {n} steps")
+    print(f"{'layer':<72} {'fwd min':>8} {'fwd med':>8} {'bwd min':>8} {'bwd med':>8}")
+    for label in order:
+        f, b = times[(label, "forward")], times[(label, "backward")]
+        print(f"{label[:72]:<72} {min(f) * 1e3:>8.2f} {statistics.median(f) * 1e3:>8.2f} "
+              f"{min(b) * 1e3:>8.2f} {statistics.median(b) * 1e3:>8.2f}")
+    print(f"{'head, sampling, KL, likelihood, Adam (the rest of the step)':<72} "
+          f"{min(rest) * 1e3:>8.2f} {statistics.median(rest) * 1e3:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
