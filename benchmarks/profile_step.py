@@ -38,9 +38,9 @@ def _wrap(layer, label, times, sync):
         times[(label, "forward")].append(time.perf_counter() - t0)
         return y
 
-    def backward(dy):
+    def backward(dy, **kwargs):
         t0 = time.perf_counter()
-        dx = bwd(dy)
+        dx = bwd(dy, **kwargs)
         sync()
         times[(label, "backward")].append(time.perf_counter() - t0)
         return dx

@@ -318,3 +318,18 @@ def test_backend_not_chosen_at_import():
     assert out.returncode == 0, out.stderr
     attempts_line = next(line for line in out.stdout.splitlines() if line.startswith("ATTEMPTS"))
     assert "'cupy'" in attempts_line, out.stdout
+
+
+def test_numpy_bernoulli_bytes_are_numpy_generator_bytes():
+    """The one-byte Bernoulli path reads raw 64-bit draws when that leaves the generator as
+    ``numpy.random.Generator.bytes`` would: the masks must be exactly those of ``bytes``, in
+    order, across aligned and unaligned sizes (which use ``bytes`` itself) and mixed with other
+    draws, so seeded runs keep their dropout masks."""
+    gen = Generator(123, "numpy")
+    ref = np.random.default_rng(123)
+    for shape in [(64, 8), (3, 5), (16,), (3, 4), (7, 1), (2, 4), (5, 4), (1_000, 8)]:
+        n = int(np.prod(shape))
+        expected = (np.frombuffer(ref.bytes(n), dtype=np.uint8) < 192).reshape(shape)
+        np.testing.assert_array_equal(gen.bernoulli(shape, 0.75), expected.astype(np.float32))
+        np.testing.assert_array_equal(to_host(gen.normal((3,), dtype=np.float64)),
+                                      ref.standard_normal(3))

@@ -402,3 +402,44 @@ def test_conv_results_do_not_depend_on_memory_layout(backend):
             assert out.strides[0] == out.itemsize and out.strides[3] == out.shape[0] * out.itemsize
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@given(g=conv_geometry(), seed=seeds)
+def test_sub_pixel_col2im_is_bit_identical_to_crop_of_col2im(g, seed):
+    """The engine's per-phase col2im (no padded canvas, each pixel written first by its first
+    tap) against the plain one, cropped: the same taps in the same order, so equal bit for bit,
+    over conv geometries (strides larger than the kernel included: pixels no tap reaches)."""
+    from scratchvae.functional.conv import _add_columns, _add_columns_cropped, _crop
+
+    n, c, (kh, kw), (ph, pw) = g["n"], g["c_in"], g["kernel_size"], g["padding"]
+    h, w = g["h"], g["w"]
+    grid = conv2d_output_size((h, w), (kh, kw), g["stride"], g["padding"])
+    cols = _normal(seed, (c * kh * kw, grid[0] * grid[1] * n)).astype(np.float32)
+    plain = _add_columns(cols, (c, h + 2 * ph, w + 2 * pw, n), (kh, kw), g["stride"], grid)
+    cropped = _add_columns_cropped(cols, (c, h, w, n), (kh, kw), g["stride"], g["padding"], grid)
+    np.testing.assert_array_equal(cropped, _crop(plain, g["padding"], (h, w)))
+
+
+@pytest.mark.parametrize("kind", ["conv", "convt"])
+def test_sequential_without_input_gradient_gives_the_same_parameter_gradients(backend, kind):
+    """A network's first layer may skip dL/dx (the data needs none): Sequential.backward with
+    input_grad=False returns None and leaves every parameter gradient as the full backward."""
+    from scratchvae.layers import Flatten, ReLU, Sequential
+
+    first = (Conv2d(2, 3, 3, stride=2, padding=1, dtype=np.float64, seed=1, backend=backend)
+             if kind == "conv" else
+             ConvTranspose2d(2, 3, 3, stride=2, padding=1, dtype=np.float64, seed=1, backend=backend))
+    net = Sequential(first, ReLU(dtype=np.float64, backend=backend), Flatten(backend=backend))
+    x = to_device(_normal(0, (4, 2, 7, 6)), backend)
+    y = net.forward(x)
+    dy = to_device(_normal(1, y.shape), backend)
+    dx = net.backward(dy)
+    assert dx.shape == x.shape
+    full = {k: to_host(g).copy() for k, g in net.grads.items()}
+    for g in net.grads.values():
+        g[...] = 0
+    net.forward(x)
+    assert net.backward(dy, input_grad=False) is None
+    assert first.skips_input_grad == (kind == "conv")
+    for k, g in net.grads.items():
+        np.testing.assert_array_equal(to_host(g), full[k])

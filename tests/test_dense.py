@@ -90,3 +90,22 @@ def test_dense_backward_overwrites_grads(backend):
     np.testing.assert_allclose(to_host(layer.grads["W"]), np.einsum("ni,no->io", x, dy), rtol=1e-12)
     np.testing.assert_allclose(to_host(layer.grads["b"]), dy.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(dx, np.einsum("no,io->ni", dy, W), rtol=1e-12)
+
+
+def test_sequential_without_input_gradient_skips_leading_shape_layers(backend):
+    """Flatten before the first Dense: with input_grad=False neither runs its dx, the result
+    is None and the parameter gradients equal the full backward's."""
+    from scratchvae.layers import Flatten, ReLU, Sequential
+
+    kw = dict(dtype=np.float64, backend=backend)
+    net = Sequential(Flatten(**kw), Dense(12, 5, seed=1, **kw), ReLU(**kw), Dense(5, 2, seed=2, **kw))
+    x = to_device(np.random.default_rng(0).standard_normal((3, 1, 3, 4)), backend)
+    dy = to_device(np.random.default_rng(1).standard_normal((3, 2)), backend)
+    net.forward(x)
+    assert net.backward(dy).shape == x.shape
+    full = {k: to_host(g).copy() for k, g in net.grads.items()}
+    net.forward(x)
+    net.layers[0].take_cache = None  # Flatten.backward must not run: calling it would fail
+    assert net.backward(dy, input_grad=False) is None
+    for k, g in net.grads.items():
+        np.testing.assert_array_equal(to_host(g), full[k])

@@ -146,6 +146,66 @@ def _add_columns(cols_t, padded_shape, kernel_size, stride, out_hw):
     return out
 
 
+def _tap_positions(u, stride, padding, positions, size):
+    """The window positions ``lo..hi`` whose tap ``u`` lands inside an output of ``size``
+    (cropped coordinates ``u + stride * i - padding``), and the first landing row; ``None`` if none."""
+    lo = max(0, -((u - padding) // stride))  # ceil((padding - u) / stride)
+    hi = min(positions - 1, (size - 1 + padding - u) // stride)
+    return None if lo > hi else (lo, hi, u + stride * lo - padding)
+
+
+def _add_columns_cropped(cols_t, out_shape, kernel_size, stride, padding, grid_hw):
+    """``_crop(_add_columns(...))`` without the padded canvas, in its sub-pixel form.
+
+    The output pixels split into stride x stride phases (rows ``a, a + sh, ...``, columns
+    ``b, b + sw, ...``), and every kernel tap lands on one phase only. The first tap to reach a
+    phase is copied there (plus zeros on the strips it does not reach), the later ones are
+    added: each output pixel is written once by its first tap instead of being zeroed first,
+    the padding is never computed, and the result is contiguous. The taps are taken in the
+    same order as ``_add_columns`` and 0 + t = t, so every value is bit-identical to it.
+
+    ``cols_t`` is (C*kh*kw, Gh*Gw*N) for a (Gh, Gw) grid of window positions;
+    ``out_shape`` is the cropped (C, Ho, Wo, N).
+    """
+    xp = get_array_module(cols_t)
+    (kh, kw), (sh, sw), (ph, pw) = _pair(kernel_size), _pair(stride), _pair(padding)
+    c, ho, wo, n = out_shape
+    gh, gw = grid_hw
+    taps = cols_t.reshape(c, kh, kw, gh, gw, n)
+    out = xp.empty(out_shape, dtype=cols_t.dtype)
+    written = set()
+    for u in range(kh):  # a loop over kernel taps only
+        rows = _tap_positions(u, sh, ph, gh, ho)
+        if rows is None:
+            continue
+        ilo, ihi, r0 = rows
+        for v in range(kw):
+            cols = _tap_positions(v, sw, pw, gw, wo)
+            if cols is None:
+                continue
+            jlo, jhi, c0 = cols
+            src = taps[:, u, v, ilo : ihi + 1, jlo : jhi + 1]
+            dst = out[:, r0 : r0 + sh * (ihi - ilo) + 1 : sh, c0 : c0 + sw * (jhi - jlo) + 1 : sw]
+            phase = (r0 % sh, c0 % sw)
+            if phase in written:
+                dst += src
+                continue
+            written.add(phase)
+            dst[...] = src
+            region = out[:, phase[0] :: sh, phase[1] :: sw]
+            i0, j0 = r0 // sh, c0 // sw  # where the tap starts inside its phase
+            i1, j1 = i0 + ihi - ilo + 1, j0 + jhi - jlo + 1
+            region[:, :i0] = 0
+            region[:, i1:] = 0
+            region[:, i0:i1, :j0] = 0
+            region[:, i0:i1, j1:] = 0
+    for a in range(min(sh, ho)):  # phases that no tap reaches (stride larger than the kernel)
+        for b in range(min(sw, wo)):
+            if (a, b) not in written:
+                out[:, a::sh, b::sw] = 0
+    return out
+
+
 # -- the textbook forms, in NCHW (lessons 05 and 06 build them step by step) -----------
 
 def im2col(x_padded, kernel_size, stride, out_hw):
@@ -218,11 +278,13 @@ def conv2d_forward(x, W, b, stride=1, padding=0):
     return y, (cols_t, W, x_padded.shape, stride, padding, (h, w), out_hw)
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, input_grad=True):
     """Gradients of ``conv2d_forward``.
 
     With dY the (N*Ho*Wo, C_out) matrix of ``dy`` and X the im2col matrix:
     dW = dY^T X;  db = sum of dY over rows;  dx = crop(col2im(dY W2)).
+
+    ``input_grad=False`` skips dx (returned as None), for a network's first layer.
 
     Returns
     -------
@@ -234,8 +296,11 @@ def conv2d_backward(dy, cache):
     W2 = W.reshape(c_out, -1)
     dW = (dY_t @ cols_t.T).reshape(W.shape)
     db = dY_t.sum(axis=1)
-    dx_padded = _add_columns(W2.T @ dY_t, padded_shape, W.shape[2:], stride, out_hw)
-    return _as_nchw(_crop(dx_padded, padding, in_hw)), dW, db
+    if not input_grad:
+        return None, dW, db
+    dx = _add_columns_cropped(W2.T @ dY_t, (padded_shape[0], *in_hw, padded_shape[3]),
+                              W.shape[2:], stride, padding, out_hw)
+    return _as_nchw(dx), dW, db
 
 
 def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
@@ -262,13 +327,12 @@ def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
     """
     n, c_in, h, w = x.shape
     _, c_out, kh, kw = W.shape
-    ph, pw = _pair(padding)
     out_hw = conv_transpose2d_output_size((h, w), (kh, kw), stride, padding, output_padding)
-    padded_shape = (c_out, out_hw[0] + 2 * ph, out_hw[1] + 2 * pw, n)
     X_t = _batch_last(x).reshape(c_in, -1)
-    y_padded = _add_columns(W.reshape(c_in, -1).T @ X_t, padded_shape, (kh, kw), stride, (h, w))
-    y_padded += b[:, None, None, None]  # the bias on the padding is cropped away
-    y = _as_nchw(_crop(y_padded, padding, out_hw))
+    y = _add_columns_cropped(W.reshape(c_in, -1).T @ X_t, (c_out, *out_hw, n), (kh, kw), stride,
+                             padding, (h, w))
+    y += b[:, None, None, None]
+    y = _as_nchw(y)
     return y, (X_t, W, stride, padding, (h, w))
 
 

@@ -18,10 +18,13 @@ def dense_forward(x, W, b):
     return x @ W + b, (x, W)
 
 
-def dense_backward(dy, cache):
+def dense_backward(dy, cache, input_grad=True):
     """Gradients of the dense layer.
 
     dx = dy @ W.T (N, in);  dW = x.T @ dy (in, out);  db = sum_n dy (out,)
+
+    ``input_grad=False`` skips dx (returned as None): a network's first layer has no use for
+    the gradient with respect to the data.
     """
     x, W = cache
-    return dy @ W.T, x.T @ dy, dy.sum(axis=0)
+    return (dy @ W.T if input_grad else None), x.T @ dy, dy.sum(axis=0)

@@ -32,6 +32,9 @@ from ..backend import (
 class Layer:
     """Base class: parameter bookkeeping, input checks and the forward/backward contract."""
 
+    #: True where ``backward(dy, input_grad=False)`` computes the parameter gradients alone
+    skips_input_grad = False
+
     def __init__(self, dtype=None, seed=None, rng=None, backend=None):
         self.dtype = resolve_dtype(dtype)
         self.rng = _make_generator(seed, rng, backend)

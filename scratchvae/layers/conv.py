@@ -36,8 +36,11 @@ class Conv2d(Layer):
             raise ValueError(f"Conv2d: input of shape {tuple(x.shape)}: {exc}") from None
         return self.remember(cache, y)
 
-    def backward(self, dy):
-        dx, dW, db = conv2d_backward(dy, self.take_cache(dy))
+    skips_input_grad = True
+
+    def backward(self, dy, input_grad=True):
+        """dL/dx (None with ``input_grad=False``), and the parameter gradients into ``grads``."""
+        dx, dW, db = conv2d_backward(dy, self.take_cache(dy), input_grad)
         self.set_grads(W=dW, b=db)
         return dx
 

@@ -22,8 +22,11 @@ class Dense(Layer):
         y, cache = dense_forward(x, self.params["W"], self.params["b"])
         return self.remember(cache, y)
 
-    def backward(self, dy):
-        dx, dW, db = dense_backward(dy, self.take_cache(dy))
+    skips_input_grad = True
+
+    def backward(self, dy, input_grad=True):
+        """dL/dx (None with ``input_grad=False``), and the parameter gradients into ``grads``."""
+        dx, dW, db = dense_backward(dy, self.take_cache(dy), input_grad)
         self.set_grads(W=dW, b=db)
         return dx
 

@@ -37,10 +37,28 @@ class Sequential(Layer):
             x = layer.forward(x, training=training)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
+    def backward(self, dy, input_grad=True):
+        """Run every layer's backward in reverse; return dL/dx.
+
+        ``input_grad=False`` (when the input is the data) returns None and skips what only dx
+        needs: the first layer with parameters computes its parameter gradients alone if it
+        can (``skips_input_grad``: Dense, Conv2d), and the layers before it (a Flatten, say)
+        are not run.
+        """
+        if input_grad:
+            for layer in reversed(self.layers):
+                dy = layer.backward(dy)
+            return dy
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), None)
+        if first is None:
+            return None
+        for layer in reversed(self.layers[first + 1 :]):
             dy = layer.backward(dy)
-        return dy
+        if self.layers[first].skips_input_grad:
+            self.layers[first].backward(dy, input_grad=False)
+        else:
+            self.layers[first].backward(dy)
+        return None
 
     def zero_grad(self):
         for layer in self.layers:
@@ -63,3 +81,4 @@ class Sequential(Layer):
     def __repr__(self):
         inner = "\n".join(f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)"
+

@@ -19,6 +19,7 @@ import numpy as np
 from ..backend import Generator, backend_of, resolve_dtype, to_device
 from ..functional import latent as F
 from ..layers.base import Composite, gather, iter_layers
+from ..layers.sequential import Sequential
 
 KL_ESTIMATORS = ("analytic", "mc")
 
@@ -168,7 +169,10 @@ class VAE(Composite):
             dz = dz + dz_kl
         dmu, dlogvar = F.reparameterize_backward(dz, reparam_cache)
         dh = self.head.backward(dmu + dmu_kl, dlogvar + dlogvar_kl)
-        self.encoder.backward(dh)
+        if isinstance(self.encoder, Sequential):  # the images need no gradient
+            self.encoder.backward(dh, input_grad=False)
+        else:
+            self.encoder.backward(dh)
 
     # -- using a trained model -------------------------------------------------
     def encode(self, x):
