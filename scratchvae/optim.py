@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 from .backend import backend_of, get_array_module, to_device, to_host
+from .flat_params import shared_buffer
 
 
 class Optimizer:
@@ -113,7 +114,12 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with bias correction; defaults are PyTorch's (lr 1e-3, betas (0.9, 0.999), eps 1e-8)."""
+    """Adam with bias correction; defaults are PyTorch's (lr 1e-3, betas (0.9, 0.999), eps 1e-8).
+
+    When the parameters tile one buffer and the gradients another (``flatten_parameters``;
+    ``build_vae`` does it), every operation of the update runs once over the whole buffer
+    instead of once per parameter, with the same arithmetic on every number.
+    """
 
     def __init__(self, params, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, grads, lr)
@@ -121,12 +127,28 @@ class Adam(Optimizer):
         if not (0 <= b1 < 1 and 0 <= b2 < 1) or eps <= 0 or weight_decay < 0:
             raise ValueError(f"Adam: need 0 <= betas < 1, eps > 0, weight_decay >= 0; got {betas}, {eps}, {weight_decay}")
         self.b1, self.b2, self.eps, self.weight_decay = float(b1), float(b2), float(eps), float(weight_decay)
-        self.m = {k: get_array_module(p).zeros_like(p) for k, p in self.params.items()}
-        self.v = {k: get_array_module(p).zeros_like(p) for k, p in self.params.items()}
-        # two scratch arrays per parameter: every step's arithmetic writes into them (out=), so
-        # a step allocates nothing; fresh multi-megabyte temporaries cost page faults every step
-        self._scratch = {k: (get_array_module(p).empty_like(p), get_array_module(p).empty_like(p))
-                         for k, p in self.params.items()}
+        flat_p = shared_buffer(self.params.values())
+        flat_g = shared_buffer(self.grads[k] for k in self.params)
+        #: True when each operation of the update runs once over a buffer of all parameters
+        self.flat = flat_p is not None and flat_g is not None and flat_p.size == flat_g.size
+        if self.flat:
+            # one (p, g, m, v) set over everything; m and v keep per-parameter views for state_dict
+            xp = get_array_module(flat_p)
+            flat_m, flat_v = xp.zeros_like(flat_p), xp.zeros_like(flat_p)
+            self.m, self.v, offset = {}, {}, 0
+            for k, p in self.params.items():
+                self.m[k] = flat_m[offset : offset + p.size].reshape(p.shape)
+                self.v[k] = flat_v[offset : offset + p.size].reshape(p.shape)
+                offset += p.size
+            self._groups = [(flat_p, flat_g, flat_m, flat_v)]
+        else:
+            self.m = {k: get_array_module(p).zeros_like(p) for k, p in self.params.items()}
+            self.v = {k: get_array_module(p).zeros_like(p) for k, p in self.params.items()}
+            self._groups = [(p, self.grads[k], self.m[k], self.v[k]) for k, p in self.params.items()]
+        # two scratch arrays per group: every step's arithmetic writes into them (out=), so a
+        # step allocates nothing; fresh multi-megabyte temporaries cost page faults every step
+        self._scratch = [(get_array_module(p).empty_like(p), get_array_module(p).empty_like(p))
+                         for p, _, _, _ in self._groups]
 
     def _slots(self):
         return {"m": self.m, "v": self.v}
@@ -139,10 +161,8 @@ class Adam(Optimizer):
         c2 = 1.0 - b2**self.t
         step_size = self.lr / c1
         sqrt_c2 = math.sqrt(c2)
-        for k, p in self.params.items():
+        for (p, g, m, v), (a, b) in zip(self._groups, self._scratch):
             xp = get_array_module(p)
-            g, m, v = self.grads[k], self.m[k], self.v[k]
-            a, b = self._scratch[k]
             if self.weight_decay:
                 g = g + self.weight_decay * p
             m *= b1                                  # m = b1 m + (1 - b1) g

@@ -327,3 +327,88 @@ def test_sgd_matches_torch():
     kw = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}
     _torch_compare(torch, SGD, torch.optim.SGD, kw, kw)
     _torch_compare(torch, SGD, torch.optim.SGD, {"lr": 0.05}, {"lr": 0.05})
+
+
+# -- one buffer for all parameters -------------------------------------------------------------
+def _flat_and_plain_vae(backend, model="paper-conv"):
+    from scratchvae.models import build_vae
+
+    flat = build_vae(model, 3, seed=4, backend=backend)
+    plain = build_vae(model, 3, seed=4, backend=backend)
+    for k, p in plain.params.items():  # break the tiling: every parameter its own array again
+        _replace(plain, k, p.copy())
+    return flat, plain
+
+
+def _replace(model, dotted, array):
+    """Put ``array`` where ``model.params[dotted]`` lives (and a fresh zero gradient)."""
+    from scratchvae.flat_params import _holders
+
+    for holder in _holders(model):
+        for name, p in list(holder.params.items()):
+            if p is model.params[dotted]:
+                holder.params[name] = array
+                holder.grads[name] = get_xp(backend_of(array)).zeros_like(array)
+                return
+    raise KeyError(dotted)
+
+
+def test_flatten_parameters_keeps_values_and_tiles_one_buffer(backend):
+    from scratchvae.flat_params import flatten_parameters, shared_buffer
+    from scratchvae.models import build_vae
+
+    vae = build_vae("paper-mlp", 2, seed=1, backend=backend)  # build_vae flattens
+    before = {k: to_host(p).copy() for k, p in vae.params.items()}
+    P, G = shared_buffer(vae.params.values()), shared_buffer(vae.grads.values())
+    assert P is not None and G is not None and P.size == G.size == vae.num_params()
+    np.testing.assert_array_equal(to_host(P), np.concatenate([v.ravel() for v in before.values()]))
+    P[...] = 0.5  # the layers read the buffer
+    assert all(float(to_host(p).min()) == float(to_host(p).max()) == 0.5 for p in vae.params.values())
+    P2, _ = flatten_parameters(vae)  # flattening again copies into new buffers, same values
+    np.testing.assert_array_equal(to_host(P2), to_host(P))
+    _replace(vae, "decoder.2.b", vae.params["decoder.2.b"].copy())
+    assert shared_buffer(vae.params.values()) is None  # a reassigned parameter breaks the tiling
+    with pytest.raises(ValueError, match="no parameters"):
+        flatten_parameters(_Empty())
+
+
+class _Empty:
+    params, grads = {}, {}
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_flat_adam_is_bit_identical_to_per_parameter_adam(backend, weight_decay):
+    """Training steps of a flattened VAE (one Adam update over one buffer) and of the same VAE
+    with separate arrays (one update per parameter): the same numbers bit for bit, and the
+    same optimizer state, which loads into either kind."""
+    flat, plain = _flat_and_plain_vae(backend)
+    x = to_device(np.random.default_rng(0).random((6, 1, 28, 28)), backend, dtype=np.float32)
+    opts = [Adam(m.params, m.grads, lr=1e-2, weight_decay=weight_decay) for m in (flat, plain)]
+    assert [o.flat for o in opts] == [True, False]
+    for step in range(3):
+        for model, opt in zip((flat, plain), opts):
+            model.rng.reseed(0, 0, step)
+            model.forward(x, training=True)
+            model.backward()
+            opt.step()
+    for k in flat.params:
+        np.testing.assert_array_equal(to_host(flat.params[k]), to_host(plain.params[k]))
+    states = [o.state_dict() for o in opts]
+    assert states[0].keys() == states[1].keys()
+    for k in states[0]:
+        np.testing.assert_array_equal(states[0][k], states[1][k])
+    opts[0].load_state_dict(states[1])  # per-parameter state into the flat optimizer
+    np.testing.assert_array_equal(to_host(opts[0].m["decoder.8.W"]), states[1]["m.decoder.8.W"])
+
+
+def test_vae_stays_flat_when_moved(backend):
+    from scratchvae.flat_params import shared_buffer
+    from scratchvae.models import build_vae
+
+    vae = build_vae("paper-mlp", 2, seed=1)
+    values = {k: to_host(p).copy() for k, p in vae.params.items()}
+    vae.to_backend(backend)
+    assert shared_buffer(vae.params.values()) is not None
+    assert shared_buffer(vae.grads.values()) is not None
+    for k, p in vae.params.items():
+        np.testing.assert_array_equal(to_host(p), values[k])

@@ -1,5 +1,6 @@
 """Named VAE architectures and the model class. ``build_vae`` is the entry point."""
 from ..backend import Generator, resolve_dtype
+from ..flat_params import flatten_parameters
 from ..layers import GaussianHead
 from ..likelihoods import LIKELIHOODS, make_likelihood
 from .architectures import ARCHITECTURES, architecture
@@ -37,8 +38,10 @@ def build_vae(name, latent_dim=None, likelihood=None, beta=1.0, *, dtype=None, s
     kw = dict(dtype=dtype, rng=rng)
     encoder, features, decoder = spec["build"](latent_dim, lik.channels_per_pixel, kw)
     head = GaussianHead(features, latent_dim, **kw)
-    return VAE(encoder, head, decoder, lik, rng=rng, beta=beta, kl=kl, dtype=dtype, name=name,
-               free_bits=free_bits)
+    vae = VAE(encoder, head, decoder, lik, rng=rng, beta=beta, kl=kl, dtype=dtype, name=name,
+              free_bits=free_bits)
+    flatten_parameters(vae)  # one buffer of parameters, one of gradients: Adam updates all at once
+    return vae
 
 
 __all__ = ["ARCHITECTURES", "ELBOTerms", "KL_ESTIMATORS", "LIKELIHOODS", "VAE", "architecture",

@@ -19,6 +19,7 @@ import numpy as np
 from ..backend import Generator, backend_of, resolve_dtype, to_device
 from ..functional import latent as F
 from ..layers.base import Composite, gather, iter_layers
+from ..flat_params import flatten_parameters, shared_buffer
 from ..layers.sequential import Sequential
 
 KL_ESTIMATORS = ("analytic", "mc")
@@ -193,6 +194,7 @@ class VAE(Composite):
 
     def to_backend(self, backend):
         """Move every array to ``backend`` (returns self)."""
+        flat = shared_buffer(self.params.values()) is not None
         for _, child in self._children()[:3]:
             child.to_backend(backend)
         for k, v in self.likelihood.params.items():
@@ -201,6 +203,8 @@ class VAE(Composite):
         self.rng = Generator(self.rng.seed, backend)
         for layer in iter_layers(self):  # one generator for the whole model, so reseed reaches dropout
             layer.rng = self.rng
+        if flat:
+            flatten_parameters(self)
         self._cache = None
         return self
 
