@@ -91,10 +91,13 @@ def main(argv=None):
           f"step median {statistics.median(steps) * 1e3:.2f} ms, min {min(steps) * 1e3:.2f} ms "
           f"over {n} steps")
     print(f"{'layer':<72} {'fwd min':>8} {'fwd med':>8} {'bwd min':>8} {'bwd med':>8}")
+    def cells(ts):  # a layer whose backward never runs (before the first weights) shows "-"
+        if not ts:
+            return f"{'-':>8} {'-':>8}"
+        return f"{min(ts) * 1e3:>8.2f} {statistics.median(ts) * 1e3:>8.2f}"
+
     for label in order:
-        f, b = times[(label, "forward")], times[(label, "backward")]
-        print(f"{label[:72]:<72} {min(f) * 1e3:>8.2f} {statistics.median(f) * 1e3:>8.2f} "
-              f"{min(b) * 1e3:>8.2f} {statistics.median(b) * 1e3:>8.2f}")
+        print(f"{label[:72]:<72} {cells(times[(label, 'forward')])} {cells(times[(label, 'backward')])}")
     print(f"{'head, sampling, KL, likelihood, Adam (the rest of the step)':<72} "
           f"{min(rest) * 1e3:>8.2f} {statistics.median(rest) * 1e3:>8.2f}")
 
