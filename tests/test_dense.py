@@ -109,3 +109,25 @@ def test_sequential_without_input_gradient_skips_leading_shape_layers(backend):
     assert net.backward(dy, input_grad=False) is None
     for k, g in net.grads.items():
         np.testing.assert_array_equal(to_host(g), full[k])
+
+
+def test_nested_sequential_passes_input_grad_false_on(backend):
+    """A Sequential whose first layer is a Sequential hands input_grad=False down to it."""
+    from scratchvae.layers import Flatten, ReLU, Sequential
+
+    kw = dict(dtype=np.float64, backend=backend)
+    inner = Sequential(Flatten(**kw), Dense(6, 4, seed=1, **kw))
+    net = Sequential(inner, ReLU(**kw), Dense(4, 2, seed=2, **kw))
+    x = to_device(np.random.default_rng(0).standard_normal((3, 2, 3)), backend)
+    dy = to_device(np.random.default_rng(1).standard_normal((3, 2)), backend)
+    net.forward(x)
+    net.backward(dy)
+    full = {k: to_host(g).copy() for k, g in net.grads.items()}
+    net.forward(x)
+    calls = []
+    original = inner.layers[1].backward
+    inner.layers[1].backward = lambda d, input_grad=True: calls.append(input_grad) or original(d, input_grad)
+    assert net.backward(dy, input_grad=False) is None
+    assert calls == [False]
+    for k, g in net.grads.items():
+        np.testing.assert_array_equal(to_host(g), full[k])

@@ -37,13 +37,15 @@ class Sequential(Layer):
             x = layer.forward(x, training=training)
         return x
 
+    skips_input_grad = True  # passed on to its own first layer
+
     def backward(self, dy, input_grad=True):
         """Run every layer's backward in reverse; return dL/dx.
 
         ``input_grad=False`` (when the input is the data) returns None and skips what only dx
         needs: the first layer with parameters computes its parameter gradients alone if it
-        can (``skips_input_grad``: Dense, Conv2d), and the layers before it (a Flatten, say)
-        are not run.
+        can (``skips_input_grad``: Dense, Conv2d, a nested Sequential), and the layers before
+        it (a Flatten, say) are not run.
         """
         if input_grad:
             for layer in reversed(self.layers):
@@ -81,4 +83,3 @@ class Sequential(Layer):
     def __repr__(self):
         inner = "\n".join(f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)"
-
