@@ -43,15 +43,14 @@ for _path in (str(REPO_ROOT), str(BENCHMARKS)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
+import side_by_side  # noqa: E402  (the regime, the configurations and the data are the study's)
+
+SHARED_MNIST, DEFAULT_DOC, ONE_THREAD = side_by_side.SHARED_MNIST, side_by_side.DEFAULT_DOC, side_by_side.ONE_THREAD
+CONFIGS, BATCH_SIZE, LR = side_by_side.CONFIGS, side_by_side.BATCH_SIZE, side_by_side.LR
 DEFAULT_RESULTS = REPO_ROOT / "runs" / "lockstep"
-DEFAULT_DOC = REPO_ROOT / "docs" / "reproduction.md"
 SECTION = "lockstep"
-CONFIGS = (("paper-mlp", 2), ("paper-mlp", 16), ("paper-conv", 2), ("paper-conv", 16))
-BATCH_SIZE, LR = 64, 1e-3
-PAPER = dict(train_limit=6000, epochs=10, test_limit=10_000)
+PAPER = dict(side_by_side.PAPER, test_limit=10_000)
 QUICK = dict(train_limit=256, epochs=1, test_limit=500)
-ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
 def run_name(model, latent_dim, seed, train_limit, epochs):
