@@ -12,6 +12,7 @@ from .activations import (
     sigmoid,
     sigmoid_backward,
     sigmoid_forward,
+    sigmoid_given_exp,
     tanh_backward,
     tanh_forward,
 )

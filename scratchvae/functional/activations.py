@@ -41,9 +41,15 @@ def sigmoid(x):
     Uses exp(-|x|) <= 1 on both branches:
     x >= 0: 1 / (1 + e^-x);  x < 0: e^x / (1 + e^x).
     """
+    return sigmoid_given_exp(x, get_array_module(x).exp(-get_array_module(x).abs(x)))
+
+
+def sigmoid_given_exp(x, e):
+    """``sigmoid(x)`` when e = exp(-|x|) is already at hand (the Bernoulli likelihood keeps it
+    from its forward pass): the same operations on the same numbers, minus the exp."""
     xp = get_array_module(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    d = 1 + e
+    return xp.where(x >= 0, 1 / d, e / d).astype(x.dtype, copy=False)
 
 
 def sigmoid_forward(x):

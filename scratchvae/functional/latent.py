@@ -23,10 +23,15 @@ _SATURATED = 1e4  # beyond the bounds by this much the clamp is flat to every fl
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def softplus(x):
-    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
+def softplus(x, e=None):
+    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|)).
+
+    ``e``: exp(-|x|) if the caller has computed it (it is shared with ``sigmoid_given_exp``).
+    """
     xp = get_array_module(x)
-    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+    if e is None:
+        e = xp.exp(-xp.abs(x))
+    return xp.maximum(x, 0) + xp.log1p(e)
 
 
 def bound_logvar(logvar, low=LOGVAR_MIN, high=LOGVAR_MAX, k=LOGVAR_SHARPNESS):

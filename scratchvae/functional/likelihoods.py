@@ -9,7 +9,7 @@ parameter).
 import math
 
 from ..backend import get_array_module
-from .activations import sigmoid
+from .activations import sigmoid_given_exp
 from .latent import bound_logvar, softplus
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -31,13 +31,15 @@ def bernoulli_nll(logits, x):
     per pixel: softplus(l) - x * l = max(l, 0) - x l + log1p(exp(-|l|))
     For x in [0, 1] (not only {0, 1}) this is the binary cross-entropy.
     """
-    return _per_image(softplus(logits) - x * logits), (logits, x)
+    xp = get_array_module(logits)
+    e = xp.exp(-xp.abs(logits))  # kept: the backward's sigmoid needs the same exp(-|l|)
+    return _per_image(softplus(logits, e) - x * logits), (logits, x, e)
 
 
 def bernoulli_nll_backward(dnll, cache):
     """d/dlogits = dnll * (sigmoid(l) - x)."""
-    logits, x = cache
-    return _expand(dnll, logits) * (sigmoid(logits) - x)
+    logits, x, e = cache
+    return _expand(dnll, logits) * (sigmoid_given_exp(logits, e) - x)
 
 
 def gaussian_fixed_nll(mean, x, variance):
