@@ -48,19 +48,23 @@ def flatten_parameters(model):
                 f"{p.dtype} on {xp.__name__ if get_array_module(p) is xp else 'another backend'}, "
                 f"the first is {first.dtype}: move the whole model to one dtype and backend first"
             )
-    total = sum(holder.params[name].size for holder, name in entries)
-    params_buffer = xp.empty(total, dtype=first.dtype)
-    grads_buffer = xp.empty(total, dtype=first.dtype)
-    offset = 0
-    for holder, name in entries:
-        p, g = holder.params[name], holder.grads[name]
-        end = offset + p.size
-        params_buffer[offset:end] = p.ravel()
-        grads_buffer[offset:end] = g.ravel()
-        holder.params[name] = params_buffer[offset:end].reshape(p.shape)
-        holder.grads[name] = grads_buffer[offset:end].reshape(p.shape)
-        offset = end
+    params = [holder.params[name] for holder, name in entries]
+    grads = [holder.grads[name] for holder, name in entries]
+    params_buffer = xp.concatenate([p.ravel() for p in params])  # fresh, contiguous copies
+    grads_buffer = xp.concatenate([g.ravel() for g in grads])
+    for (holder, name), p_view, g_view in zip(entries, views_like(params_buffer, params),
+                                             views_like(grads_buffer, params)):
+        holder.params[name], holder.grads[name] = p_view, g_view
     return params_buffer, grads_buffer
+
+
+def views_like(buffer, arrays):
+    """Consecutive slices of the 1-D ``buffer``, shaped like ``arrays`` in turn."""
+    views, offset = [], 0
+    for a in arrays:
+        views.append(buffer[offset : offset + a.size].reshape(a.shape))
+        offset += a.size
+    return views
 
 
 def _address(a):

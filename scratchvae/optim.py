@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 
 from .backend import backend_of, get_array_module, to_device, to_host
-from .flat_params import shared_buffer
+from .flat_params import shared_buffer, views_like
 
 
 class Optimizer:
@@ -135,11 +135,8 @@ class Adam(Optimizer):
             # one (p, g, m, v) set over everything; m and v keep per-parameter views for state_dict
             xp = get_array_module(flat_p)
             flat_m, flat_v = xp.zeros_like(flat_p), xp.zeros_like(flat_p)
-            self.m, self.v, offset = {}, {}, 0
-            for k, p in self.params.items():
-                self.m[k] = flat_m[offset : offset + p.size].reshape(p.shape)
-                self.v[k] = flat_v[offset : offset + p.size].reshape(p.shape)
-                offset += p.size
+            self.m = dict(zip(self.params, views_like(flat_m, self.params.values())))
+            self.v = dict(zip(self.params, views_like(flat_v, self.params.values())))
             self._groups = [(flat_p, flat_g, flat_m, flat_v)]
         else:
             self.m = {k: get_array_module(p).zeros_like(p) for k, p in self.params.items()}
