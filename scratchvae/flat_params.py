@@ -21,7 +21,7 @@ def _holders(model):
     if hasattr(model, "layers"):  # Sequential
         for layer in model.layers:
             yield from _holders(layer)
-    elif hasattr(model, "_children"):  # VAE, GaussianHead, Classifier
+    elif hasattr(model, "_children"):  # VAE, GaussianHead, Classifier, Residual
         for _, child in model._children():
             yield from _holders(child)
     elif getattr(model, "params", None):  # a layer or a likelihood with parameters

@@ -38,3 +38,10 @@ def conv_transpose_geometry(draw, max_size=5):
 def batch_and_features(max_n=5, max_f=4):
     """(N, F) with N >= 2 (batch statistics need two values)."""
     return st.tuples(small(2, max_n), small(1, max_f))
+
+
+@st.composite
+def upsample_geometry(draw, max_size=4):
+    """(N, C, H, W) and an integer scale factor for nearest upsampling."""
+    return dict(n=draw(small(1, 3)), c=draw(small(1, 3)), h=draw(small(1, max_size)),
+                w=draw(small(1, max_size)), scale=draw(small(1, 3)))

@@ -37,8 +37,11 @@ PAPER_COUNTS = {
     "paper-mlp": {2: 404244, 5: 406554, 16: 415024},
     "paper-conv": {2: 184421, 5: 194027, 16: 229249},
 }
-FEATURES = {"paper-mlp": 256, "paper-conv": 32, "tutorial-mlp": 28, "nll-conv": 512}
-NAME = re.compile(r"^(encoder\.\d+|decoder\.\d+|head\.mu|head\.logvar|likelihood)\.\w+$")
+FEATURES = {"paper-mlp": 256, "paper-conv": 32, "tutorial-mlp": 28, "nll-conv": 512,
+            "resnet18-vae": 512}
+# layer indices, nested ones ("encoder.3.0.body.1.gamma" inside a residual block) included
+NAME = re.compile(r"^((encoder|decoder)(\.\d+)+(\.(body|shortcut)(\.\d+)+)?|head\.mu|head\.logvar"
+                  r"|likelihood)\.\w+$")
 
 
 def test_parameter_counts_match_paper():

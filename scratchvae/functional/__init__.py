@@ -33,5 +33,12 @@ from .conv import (
 )
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward
+from .resample import (
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    upsample_nearest_backward,
+    upsample_nearest_forward,
+)
+from .residual import residual_backward, residual_forward
 
 __all__ = [name for name in dir() if not name.startswith("_")]

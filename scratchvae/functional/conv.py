@@ -260,7 +260,7 @@ def conv2d_forward(x, W, b, stride=1, padding=0):
     ----------
     x : (N, C_in, H, W)
     W : (C_out, C_in, kh, kw)
-    b : (C_out,)
+    b : (C_out,), or None for a convolution without bias (``Conv2d(..., bias=False)``)
 
     Returns
     -------
@@ -273,9 +273,10 @@ def conv2d_forward(x, W, b, stride=1, padding=0):
     x_padded = _pad(_batch_last(x), padding)
     cols_t = _columns(x_padded, (kh, kw), stride, out_hw)
     y_t = W.reshape(c_out, -1) @ cols_t
-    y_t += b[:, None]
+    if b is not None:
+        y_t += b[:, None]
     y = _as_nchw(y_t.reshape(c_out, *out_hw, n))
-    return y, (cols_t, W, x_padded.shape, stride, padding, (h, w), out_hw)
+    return y, (cols_t, W, x_padded.shape, stride, padding, (h, w), out_hw, b is not None)
 
 
 def conv2d_backward(dy, cache, input_grad=True):
@@ -288,14 +289,14 @@ def conv2d_backward(dy, cache, input_grad=True):
 
     Returns
     -------
-    dx : (N, C_in, H, W);  dW : (C_out, C_in, kh, kw);  db : (C_out,)
+    dx : (N, C_in, H, W);  dW : (C_out, C_in, kh, kw);  db : (C_out,), None without bias
     """
-    cols_t, W, padded_shape, stride, padding, in_hw, out_hw = cache
+    cols_t, W, padded_shape, stride, padding, in_hw, out_hw, has_bias = cache
     c_out = W.shape[0]
     dY_t = _batch_last(dy).reshape(c_out, -1)
     W2 = W.reshape(c_out, -1)
     dW = (dY_t @ cols_t.T).reshape(W.shape)
-    db = dY_t.sum(axis=1)
+    db = dY_t.sum(axis=1) if has_bias else None
     if not input_grad:
         return None, dW, db
     dx = _add_columns_cropped(W2.T @ dY_t, (padded_shape[0], *in_hw, padded_shape[3]),
@@ -318,7 +319,7 @@ def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
     ----------
     x : (N, C_in, H, W)
     W : (C_in, C_out, kh, kw)
-    b : (C_out,)
+    b : (C_out,), or None without bias
 
     Returns
     -------
@@ -331,9 +332,10 @@ def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
     X_t = _batch_last(x).reshape(c_in, -1)
     y = _add_columns_cropped(W.reshape(c_in, -1).T @ X_t, (c_out, *out_hw, n), (kh, kw), stride,
                              padding, (h, w))
-    y += b[:, None, None, None]
+    if b is not None:
+        y += b[:, None, None, None]
     y = _as_nchw(y)
-    return y, (X_t, W, stride, padding, (h, w))
+    return y, (X_t, W, stride, padding, (h, w), b is not None)
 
 
 def conv_transpose2d_backward(dy, cache):
@@ -345,9 +347,9 @@ def conv_transpose2d_backward(dy, cache):
 
     Returns
     -------
-    dx : (N, C_in, H, W);  dW : (C_in, C_out, kh, kw);  db : (C_out,)
+    dx : (N, C_in, H, W);  dW : (C_in, C_out, kh, kw);  db : (C_out,), None without bias
     """
-    X_t, W, stride, padding, in_hw = cache
+    X_t, W, stride, padding, in_hw, has_bias = cache
     c_in = W.shape[0]
     dy_bl = _batch_last(dy)
     n = dy_bl.shape[3]
@@ -355,5 +357,5 @@ def conv_transpose2d_backward(dy, cache):
     W2 = W.reshape(c_in, -1)
     dx = _as_nchw((W2 @ D_t).reshape(c_in, *in_hw, n))
     dW = (X_t @ D_t.T).reshape(W.shape)
-    db = dy_bl.sum(axis=(1, 2, 3))
+    db = dy_bl.sum(axis=(1, 2, 3)) if has_bias else None
     return dx, dW, db

@@ -202,7 +202,7 @@ def iter_layers(model):
     if hasattr(model, "layers"):  # Sequential
         for layer in model.layers:
             yield from iter_layers(layer)
-    elif hasattr(model, "_children"):  # VAE, GaussianHead
+    elif hasattr(model, "_children"):  # VAE, GaussianHead, Residual
         for _, child in model._children():
             yield from iter_layers(child)
     elif isinstance(model, Layer):
