@@ -15,7 +15,11 @@ def load_split(split="train", dataset="mnist", data_dir=None, download=True):
     Each file's decompressed content is checked against the official SHA-256
     and its IDX header against the expected shape, so a corrupt, truncated or
     swapped file raises ``IDXError`` naming it instead of returning a wrong array.
+    ``dataset="cifar10"`` gives (N, 3, 32, 32) colour images instead (``data/cifar10.py``).
     """
+    if dataset == "cifar10":
+        from . import cifar10
+        return cifar10.load_split(split, data_dir, download)
     if split not in SPLIT_FILES:
         raise ValueError(f"unknown split {split!r}: choose 'train' or 'test'")
     folder = locate(dataset, data_dir, download)
@@ -37,7 +41,8 @@ PREPROCESSING = ("unit", "binarize", "symmetric")
 
 
 def prepare_batch(images, mode, rng, dtype=np.float32):
-    """uint8 images (B, 28, 28), on either backend -> float (B, 1, 28, 28) on the same backend.
+    """uint8 images (B, 28, 28), on either backend -> float (B, 1, 28, 28) on the same backend;
+    colour images (B, 3, H, W) keep their shape.
 
     ``unit``: x / 255 in [0, 1].  ``binarize``: each pixel 1 with probability x / 255,
     redrawn at every call (dynamic binarization; ``rng`` draws).  ``symmetric``:
@@ -50,4 +55,4 @@ def prepare_batch(images, mode, rng, dtype=np.float32):
         x = (rng.uniform(x.shape, dtype=dtype) < x).astype(dtype)
     elif mode == "symmetric":
         x = x * 2 - 1
-    return x[:, None]
+    return x[:, None] if x.ndim == 3 else x
