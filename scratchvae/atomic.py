@@ -1,27 +1,89 @@
-"""Atomic file writes: write a temporary file beside the target, then rename it over
-the target, so a reader (or a crash) never sees half a file and an old file is
-replaced only by a complete new one."""
+"""Atomic file writes: write a temporary file beside the target, flush it to disk, rename it
+over the target, then flush the folder, so a reader (or a crash, or a power cut) never sees
+half a file and an old file is replaced only by a complete new one.
+
+A new file gets the permissions a plain ``open`` would give it (0666 less the umask), not the
+0600 of ``tempfile.mkstemp``.
+
+Test hook: with ``SCRATCHVAE_CRASH_AT=NAME:PHASE:N[:SIGNAL]`` in the environment (several
+separated by commas), the N-th write (counted from 1) of a file called NAME sends its own
+process SIGNAL (default KILL; INT, TERM) at PHASE: ``written`` (the temporary file is
+written, not yet flushed), ``synced`` (flushed, not yet renamed) or ``renamed`` (renamed, the
+folder not yet flushed). The crash tests use it to stop a run inside a write.
+"""
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+CRASH_ENV = "SCRATCHVAE_CRASH_AT"
+CRASH_PHASES = ("written", "synced", "renamed")
+_writes_seen: dict = {}
+
+
+def _crash_hook(path: Path, phase: str):
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    key = (path.name, phase)
+    seen = _writes_seen[key] = _writes_seen.get(key, 0) + 1
+    for item in spec.split(","):
+        name, want_phase, count, *sig = item.split(":")
+        if (name, want_phase) == key and seen == int(count):
+            os.kill(os.getpid(), getattr(signal, f"SIG{sig[0]}") if sig else signal.SIGKILL)
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def fsync_folder(folder):
+    """Flush a folder's entries (a rename inside it) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # e.g. Windows: folders cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def temporary_name_of(path) -> str:
+    """The glob pattern of the temporary files ``atomic_open`` makes for ``path``."""
+    return f".{Path(path).name}.*.tmp"
+
 
 @contextmanager
 def atomic_open(path, mode="wb"):
-    """Yield a file object; on a clean exit it replaces ``path``, on an error it vanishes."""
+    """Yield a file object; on a clean exit it replaces ``path`` (temp file, fsync, rename,
+    fsync of the folder), on an error it vanishes and ``path`` is unchanged."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), 0o666 & ~current_umask())
             yield f
+            f.flush()
+            _crash_hook(path, "written")
+            os.fsync(f.fileno())
+        _crash_hook(path, "synced")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _crash_hook(path, "renamed")
+    fsync_folder(path.parent)
 
 
 def write_atomically(path, data):

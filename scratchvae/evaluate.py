@@ -30,6 +30,7 @@ import numpy as np
 
 from .atomic import write_atomically
 from .backend import BACKENDS, BackendUnavailableError, Generator, get_array_module, to_device, to_host
+from .cli import ArgumentParser, nonnegative_int
 from .data import DataNotFoundError, IDXError, load_split, prepare_batch
 from .functional.latent import bound_logvar, gaussian_log_density
 
@@ -237,13 +238,19 @@ def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, 
         seconds=dict(negative_elbo=round(t_elbo, 3), iwae=round(t_iwae, 3)),
         units="nats per image",
     )
-    write_atomically(run_dir / EVALUATION_NAME, json.dumps(result, indent=2) + "\n")
+    if not all(math.isfinite(v) for v in (nll, elbo["negative_elbo"], elbo["recon"], elbo["kl"])):
+        raise ValueError(f"the evaluation is not finite (negative ELBO {elbo['negative_elbo']}, IWAE "
+                         f"NLL {nll}): the model gives NaN or infinity on these images; "
+                         f"{EVALUATION_NAME} was not written")
+    if not math.isfinite(stderr):  # one image: no standard error (JSON null, never NaN)
+        result["iwae_nll_stderr"] = None
+    write_atomically(run_dir / EVALUATION_NAME, json.dumps(result, indent=2, allow_nan=False) + "\n")
     log(f"wrote {run_dir / EVALUATION_NAME}")
     return result
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m scratchvae.evaluate",
         description="Test negative ELBO and importance-weighted NLL (nats/image) of a trained run; "
         "writes RUN/evaluation.json.",
@@ -254,7 +261,7 @@ def build_parser():
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N test images (default: all)")
     p.add_argument("--backend", choices=BACKENDS, default="numpy", help="array backend")
     p.add_argument("--batch-size", type=int, default=100, help="images per IWAE pass")
-    p.add_argument("--seed", type=int, default=0, help="seeds the noise of both estimates")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds the noise of both estimates")
     return p
 
 
@@ -262,8 +269,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from .checkpoint import CheckpointError, load_model
 
+    from .cli import run_command
+    from .run_schema import RunFileError
+
     run_dir = Path(args.run)
-    try:
+
+    def body():
         if not run_dir.is_dir():
             raise FileNotFoundError(f"{run_dir}: no such run folder (train one with python -m scratchvae.train --out {run_dir})")
         for name in ("config.json", "checkpoint.npz"):
@@ -277,11 +288,12 @@ def main(argv=None):
         test_u8, _ = load_split("test", config.get("dataset", "mnist"), config.get("data_dir"))
         evaluate_run(run_dir, vae, config, test_u8[: args.limit], k=args.k,
                      batch_size=args.batch_size, seed=args.seed)
-    except (FileNotFoundError, CheckpointError, DataNotFoundError, IDXError, BackendUnavailableError,
-            ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_command(body, user_errors=(FileNotFoundError, CheckpointError, RunFileError, DataNotFoundError,
+                                          IDXError, BackendUnavailableError),
+                       memory_hint="try a smaller --batch-size (and --k or --limit)",
+                       interrupted=f"interrupted; {EVALUATION_NAME} was not written")
 
 
 if __name__ == "__main__":

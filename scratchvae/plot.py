@@ -14,7 +14,6 @@ on machines without a display and leaves any interactive session untouched.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 from statistics import NormalDist
@@ -22,6 +21,7 @@ from statistics import NormalDist
 import numpy as np
 
 from .atomic import atomic_open
+from .cli import ArgumentParser
 from .backend import BACKENDS, get_array_module, to_device, to_host
 
 DPI = 100
@@ -210,9 +210,12 @@ def samples(vae, path, n=100, preprocess="unit", seed=0):
 
 
 def read_metrics(metrics_csv):
-    """metrics.csv -> dict of float arrays by column (empty arrays when it has no rows)."""
-    with open(metrics_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
+    """metrics.csv -> dict of float arrays by column (empty arrays when it has no rows). The
+    rows come from the run's checkpoint when there is one (the truth, see
+    ``scratchvae.training.read_metrics``); both are checked."""
+    from .training import read_metrics as read_rows
+
+    rows = read_rows(Path(metrics_csv))
     keys = rows[0].keys() if rows else ("epoch", "train_loss", "test_loss", "test_recon", "test_kl")
     return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in keys}
 
@@ -277,7 +280,7 @@ def write_figures(run_dir, vae, config, test_images, test_labels, log=None):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m scratchvae.plot",
         description="Draw a run's figures (latent scatter, manifolds, reconstructions, samples, "
         "loss curves) as PNG files in the run folder. Needs pip install -e \".[plot]\".",
@@ -297,8 +300,12 @@ def main(argv=None):
     from .data import DataNotFoundError, IDXError
     from .evaluate import load_split
 
+    from .cli import run_command
+    from .run_schema import RunFileError
+
     run_dir = Path(args.run)
-    try:
+
+    def body():
         if not run_dir.is_dir():
             raise FileNotFoundError(f"{run_dir}: no such run folder")
         if args.limit is not None and args.limit < 1:
@@ -308,13 +315,15 @@ def main(argv=None):
         images, labels = load_split("test", config.get("dataset", "mnist"), config.get("data_dir"))
         paths = write_figures(run_dir, vae, config, images[: args.limit], labels[: args.limit],
                               log=print)
-    except (FileNotFoundError, ImportError, CheckpointError, DataNotFoundError, IDXError,
-            BackendUnavailableError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for p in paths:
-        print(p)
-    return 0
+        for p in paths:
+            print(p)
+        return 0
+
+    return run_command(body, user_errors=(FileNotFoundError, ImportError, CheckpointError, RunFileError,
+                                          DataNotFoundError, IDXError, BackendUnavailableError),
+                       memory_hint="try a smaller --limit",
+                       interrupted="interrupted; the figures written so far are complete, the rest "
+                                   "were not drawn")
 
 
 if __name__ == "__main__":

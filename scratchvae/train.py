@@ -1,4 +1,4 @@
-"""``python -m scratchvae.train``: train a VAE on MNIST or Fashion-MNIST.
+"""``python -m scratchvae.train``: train a VAE on MNIST, Fashion-MNIST or CIFAR-10.
 
 Defaults (paper-mlp, z = 2, batch 64, Adam 1e-3, 10 epochs, numpy) give a usable model in
 about a minute on a laptop CPU; see the README for measured times.
@@ -10,16 +10,19 @@ import sys
 
 from .backend import BACKENDS, BackendUnavailableError
 from .checkpoint import CheckpointError
-from .data import DATASETS, DataNotFoundError, IDXError
+from .cli import ArgumentParser, finite_float, nonnegative_int, run_command
+from .data import DATASET_NAMES, DataNotFoundError, IDXError
 from .likelihoods import LIKELIHOODS
 from .models import ARCHITECTURES, KL_ESTIMATORS
+from .run_folder import RunFolderError
+from .run_schema import RunFileError
 from .training import TrainConfig, TrainingError, train
 
 DEFAULTS = TrainConfig()
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m scratchvae.train",
         description="Train a VAE with hand-derived gradients. Writes a run folder with config.json, "
         "metrics.csv, checkpoint.npz and figures.",
@@ -33,28 +36,32 @@ def build_parser():
     a("--latent-dim", type=int, help="size of z (default: the architecture's, 2 for the paper models)")
     a("--likelihood", choices=LIKELIHOODS, help="p(x|z) (default: the architecture's, bernoulli for "
       "the paper models, gaussian-fixed for tutorial-mlp)")
-    a("--variance", type=float, help=f"fixed variance c of gaussian-fixed (default {DEFAULTS.variance})")
-    a("--beta", type=float, help=f"weight of the KL term; 1 is the ELBO (default {DEFAULTS.beta})")
-    a("--kl", choices=KL_ESTIMATORS, help=f"KL estimator (default {DEFAULTS.kl})")
-    a("--lr-decay", type=float, metavar="FACTOR", help="multiply the learning rate by FACTOR "
+    a("--variance", type=finite_float, help=f"fixed variance c of gaussian-fixed (default {DEFAULTS.variance})")
+    a("--beta", type=finite_float, help=f"weight of the KL term; 1 is the ELBO (default {DEFAULTS.beta})")
+    a("--kl", choices=KL_ESTIMATORS, help="KL estimator (default: the architecture's, "
+      "mc for resnet18-vae as in the tutorial, analytic otherwise)")
+    a("--lr-decay", type=finite_float, metavar="FACTOR", help="multiply the learning rate by FACTOR "
       f"after every epoch, in (0, 1] (default {DEFAULTS.lr_decay}: constant)")
-    a("--kl-warmup", type=float, metavar="EPOCHS", help="KL warm-up against posterior collapse: the "
+    a("--kl-warmup", type=finite_float, metavar="EPOCHS", help="KL warm-up against posterior collapse: the "
       "KL weight grows linearly from 0 to --beta over this many epochs (fractions allowed); the "
       f"reported losses always use --beta (default {DEFAULTS.kl_warmup}: no warm-up)")
-    a("--free-bits", type=float, metavar="NATS", help="free bits against posterior collapse: the "
+    a("--free-bits", type=finite_float, metavar="NATS", help="free bits against posterior collapse: the "
       "loss uses max(NATS, batch-mean KL) for each latent dimension, so a dimension below NATS "
       "gets no KL gradient; the reported KL stays the true one; needs --kl analytic (default "
       f"{DEFAULTS.free_bits}: off)")
     a("--epochs", type=int, help=f"total epochs; with --resume, the new total (default {DEFAULTS.epochs})")
     a("--batch-size", type=int, help=f"images per step (default {DEFAULTS.batch_size})")
-    a("--lr", type=float, help=f"Adam learning rate (default {DEFAULTS.lr})")
-    a("--seed", type=int, help=f"seeds weights, shuffling, noise and dropout (default {DEFAULTS.seed})")
-    a("--train-limit", type=int, help="train on the first N training images (default: all 60,000)")
+    a("--lr", type=finite_float, help="Adam learning rate (default: the architecture's, 1e-4 for "
+      "resnet18-vae as in the tutorial, 1e-3 otherwise)")
+    a("--seed", type=nonnegative_int, help=f"seeds weights, shuffling, noise and dropout (default {DEFAULTS.seed})")
+    a("--train-limit", type=int, help="train on the first N training images (default: all, 60,000 for MNIST, 50,000 for CIFAR-10)")
     a("--val-limit", type=int, help="evaluate each epoch on the first N test images (default: all 10,000)")
     a("--binarize", action="store_true", help="dynamic binarization, redrawn every epoch (the standard "
       "for likelihood comparisons)")
-    a("--dataset", choices=list(DATASETS), help=f"dataset (default {DEFAULTS.dataset})")
-    a("--data-dir", help="folder holding the four IDX files (raw or .gz); default: SCRATCHVAE_DATA, "
+    a("--dataset", choices=list(DATASET_NAMES), help=f"dataset (default {DEFAULTS.dataset}; cifar10 "
+      "for resnet18-vae)")
+    a("--data-dir", help="folder holding the four IDX files (raw or .gz), or for cifar10 "
+      "cifar-10-binary.tar.gz or cifar-10-batches-bin/; default: SCRATCHVAE_DATA, "
       "the cache, then download")
     a("--dtype", choices=("float32", "float64"), help=f"float type (default {DEFAULTS.dtype})")
     a("--out", help="run folder to create (default runs/<model>-z<dim>-<time>); never overwritten")
@@ -65,20 +72,24 @@ def build_parser():
 
 
 def main(argv=None):
+    """Exit codes: 0 trained, 2 a user error, 1 an OS fault or out of memory, 130 interrupted
+    (Ctrl-C or SIGTERM; the position is saved once training has started)."""
     args = vars(build_parser().parse_args(argv))
     out, resume = args.pop("out", None), args.pop("resume", None)
     progress = not args.pop("no_progress", False)
     figures = not args.pop("no_figures", False)
-    cfg = TrainConfig(**args)
-    try:
+
+    def body():
+        cfg = TrainConfig(**args)
         run_dir = train(cfg, out=out, resume=resume, overrides=set(args), progress=progress,
                         figures=figures)
-    except (TrainingError, CheckpointError, DataNotFoundError, IDXError, BackendUnavailableError,
-            ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"done: {run_dir}")
-    return 0
+        print(f"done: {run_dir}")
+        return 0
+
+    return run_command(body, user_errors=(TrainingError, CheckpointError, RunFolderError, RunFileError,
+                                          DataNotFoundError, IDXError, BackendUnavailableError),
+                       memory_hint="try a smaller --batch-size, --latent-dim or --val-limit",
+                       interrupted="interrupted during start-up; nothing was saved")
 
 
 if __name__ == "__main__":

@@ -237,8 +237,10 @@ def run_dir(tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps(config))
+    row = dict(epoch="1", train_loss="200.0000", test_loss="201.0000", test_recon="195.0000",
+               test_kl="1.0000", seconds="1.5", images_per_second="1000.0")  # = write_metrics's
     save_checkpoint(run / "checkpoint.npz", vae, Adam(vae.params, vae.grads),
-                    dict(epoch=1, step=0, loss_sum=0.0), config)
+                    dict(epoch=1, step=0, loss_sum=0.0), config, [row])
     write_metrics(run, epochs=1)
     rng = np.random.default_rng(0)
     fake = (rng.integers(0, 256, (30, 28, 28)).astype(np.uint8), rng.integers(0, 10, 30).astype(np.uint8))

@@ -13,7 +13,7 @@ from scratchvae.evaluate import preprocess_test_images
 from scratchvae.experiments import paper, write_section
 from scratchvae.experiments.__main__ import main
 from scratchvae.experiments.paper import QUICK, PaperSettings, ensure_trained
-from scratchvae.training import TrainingError, read_metrics, train
+from scratchvae.training import TrainingError, TrainingInterrupted, read_metrics, train
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
@@ -191,8 +191,9 @@ def test_an_interrupted_run_is_resumed(tmp_path):
         if (epoch, step) == (1, 0):
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends: saves mid-epoch 2
 
-    train(tiny_config(epochs=2), out=run_dir, log=quiet, progress=False, figures=False,
-          step_hook=ctrl_c)
+    with pytest.raises(TrainingInterrupted):  # saved, and said so
+        train(tiny_config(epochs=2), out=run_dir, log=quiet, progress=False, figures=False,
+              step_hook=ctrl_c)
     assert len(read_metrics(run_dir / "metrics.csv")) == 1
     said = []
     assert ensure_trained(tiny_config(epochs=2), run_dir, log=said.append) is True

@@ -159,7 +159,7 @@ def test_an_interruption_keeps_the_curve_and_writes_the_section(quick_run, tmp_p
     run = copy_run(quick_run[0], tmp_path / "run")
     before = (run / "nll.csv").read_text()
 
-    def ctrl_c(cfg, run_dir, log=print, must_match=()):
+    def ctrl_c(cfg, run_dir, log=print, must_match=(), companions=()):
         raise ExperimentInterrupted(f"{run_dir}: interrupted; run the same command again to resume")
 
     monkeypatch.setattr(nll, "ensure_trained", ctrl_c)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..backend import BACKENDS, BackendUnavailableError
 from ..checkpoint import CheckpointError
+from ..cli import ArgumentParser, finite_float, nonnegative_int
 from ..data import DataNotFoundError, IDXError
 from ..training import TrainingError
 from . import nll
@@ -34,7 +35,7 @@ FULL = PaperSettings()
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m scratchvae.experiments",
+    p = ArgumentParser(prog="python -m scratchvae.experiments",
                                 description="Experiments that reproduce published results.")
     sub = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     q = sub.add_parser(
@@ -54,7 +55,7 @@ def build_parser():
     a("--backend", choices=BACKENDS, default="numpy", help="array backend (default numpy)")
     a("--out", help="folder of the run folders (default runs/paper; with --quick runs/paper-quick)")
     a("--epochs", type=int, help=f"epochs per run (default {FULL.epochs}; with --quick {QUICK['epochs']})")
-    a("--seed", type=int, default=0, help="seed of every run and of the FID samples (default 0)")
+    a("--seed", type=nonnegative_int, default=0, help="seed of every run and of the FID samples (default 0)")
     a("--data-dir", help="folder holding the MNIST IDX files (default: SCRATCHVAE_DATA, the cache, "
       "then download)")
     a("--doc", help=f"markdown file whose paper section is (re)written (default {DOC}; with --quick "
@@ -87,10 +88,10 @@ def add_nll_parser(sub):
     a("--epochs", type=int, help=f"epochs to train to (default {d.epochs}; with --quick "
       f"{nll.QUICK['epochs']})")
     a("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
-    a("--lr", type=float, help=f"Adam's learning rate at the first epoch (default {d.lr:g})")
-    a("--lr-decay", type=float, help=f"factor applied to the learning rate after every epoch "
+    a("--lr", type=finite_float, help=f"Adam's learning rate at the first epoch (default {d.lr:g})")
+    a("--lr-decay", type=finite_float, help=f"factor applied to the learning rate after every epoch "
       f"(default {d.lr_decay:g}: constant)")
-    a("--kl-warmup", type=float, help=f"epochs over which the KL weight rises from 0 to 1 (default "
+    a("--kl-warmup", type=finite_float, help=f"epochs over which the KL weight rises from 0 to 1 (default "
       f"{d.kl_warmup:g}; 0 = off)")
     a("--train-limit", type=int, help="train on the first N training images (default all 60,000; "
       f"with --quick {nll.QUICK['train_limit']:,})")
@@ -103,7 +104,7 @@ def add_nll_parser(sub):
       "cheaper curve (default: --eval-images)")
     a("--backend", choices=BACKENDS, default="numpy", help="array backend (default numpy)")
     a("--out", help="the run folder (default runs/nll; with --quick runs/nll-quick)")
-    a("--seed", type=int, default=0, help="seed of the run, the test binarization and the "
+    a("--seed", type=nonnegative_int, default=0, help="seed of the run, the test binarization and the "
       "scoring noise (default 0)")
     a("--data-dir", help="folder holding the MNIST IDX files (default: SCRATCHVAE_DATA, the "
       "cache, then download)")
@@ -154,6 +155,15 @@ def main_nll(args, argv):
 
 
 def main(argv=None):
+    """Exit codes: 0 done, 2 a user error, 1 an OS fault or out of memory, 130 interrupted."""
+    from ..cli import run_command
+
+    return run_command(lambda: _main(argv), user_errors=(TrainingError, CheckpointError),
+                       memory_hint="try a smaller --batch-size, --k or --eval-images",
+                       interrupted="interrupted; run the same command again to resume")
+
+
+def _main(argv):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.experiment == "nll":

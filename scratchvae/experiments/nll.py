@@ -29,12 +29,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..atomic import write_atomically
-from ..checkpoint import CHECKPOINT_NAME, load_model
+from ..checkpoint import CHECKPOINT_NAME, load_model, read_meta
 from ..data import load_split
 from ..evaluate import importance_weighted_log_likelihood, negative_elbo, preprocess_test_images
+from ..run_folder import RunFolder
+from ..run_schema import RunFileError, loads_strict
 from ..training import TrainConfig, TrainingError, read_metrics
 from . import write_section
 from .paper import ExperimentInterrupted, check_run_settings, ensure_trained, machine_description, versions
@@ -130,7 +130,13 @@ def read_summary(run_dir) -> dict:
     """``RUN/nll.json``: ``{"invocations": [{command, backend, machine, versions, started, epochs,
     wall_seconds}, ...]}``, one entry per run of the command (none yet: an empty list)."""
     path = Path(run_dir) / SUMMARY_NAME
-    return json.loads(path.read_text()) if path.is_file() else dict(invocations=[])
+    if not path.is_file():
+        return dict(invocations=[])
+    summary = loads_strict(path.read_bytes(), path)
+    if not isinstance(summary, dict) or not isinstance(summary.get("invocations"), list):
+        raise RunFileError(f"{path}: not an object with a list of invocations; move it away to start "
+                           "a new record")
+    return summary
 
 
 def _position(run_dir):
@@ -138,8 +144,7 @@ def _position(run_dir):
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as data:
-        position = json.loads(str(data["meta"]))["position"]
+    position = read_meta(path)["position"]
     return position["epoch"], position["step"]
 
 
@@ -212,7 +217,8 @@ def run_nll(settings: NLLSettings, out, doc=None, figures=True,
                 log(f"epoch {epoch}: not scored (the checkpoint is past it: epoch {position[0]}, "
                     f"step {position[1]})")
                 continue
-            ensure_trained(settings.train_config(epoch), out, log, must_match=MUST_MATCH)
+            ensure_trained(settings.train_config(epoch), out, log, must_match=MUST_MATCH,
+                           companions=(CURVE_NAME, SUMMARY_NAME))
             if test_u8 is None:
                 test_u8 = load_split("test", "mnist", settings.data_dir)[0]
             log(f"epoch {epoch}: scoring {images:,} test images, K = {k:,} ...")
@@ -269,7 +275,7 @@ def render(run_dir, figure=None) -> str:
     """The generated part of docs/reproduction.md (markdown), from the files of ``run_dir``
     alone: ``config.json``, ``nll.csv``, ``nll.json`` (and ``metrics.csv``)."""
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
+    config = RunFolder(run_dir).read_config()
     rows = [r for _, r in sorted(read_curve(run_dir).items())]
     if not rows:
         raise TrainingError(f"{run_dir}: no scored epoch in {CURVE_NAME} yet")
@@ -355,7 +361,7 @@ def plot_curve(run_dir, path) -> Path:
     run_dir, path = Path(run_dir), Path(path)
     rows = [r for _, r in sorted(read_curve(run_dir).items())]
     metrics = read_metrics(run_dir / "metrics.csv")
-    val_images = json.loads((run_dir / "config.json").read_text()).get("val_limit") or TEST_IMAGES
+    val_images = RunFolder(run_dir).read_config().get("val_limit") or TEST_IMAGES
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     if metrics:
         ax.plot([int(m["epoch"]) for m in metrics], [float(m["test_loss"]) for m in metrics],

@@ -13,7 +13,6 @@ images and reconstructed images") and of as many samples decode(z), z ~ N(0, I).
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -24,12 +23,13 @@ import numpy as np
 
 from .. import __version__
 from ..backend import get_xp, to_device, to_host
-from ..checkpoint import CHECKPOINT_NAME, load_model, read_checkpoint
+from ..checkpoint import CHECKPOINT_NAME, load_model, read_meta
 from ..classifier import load_or_train_classifier
 from ..data import load_split
 from ..evaluate import preprocess_test_images
 from ..fid import classifier_fid
-from ..training import TrainConfig, TrainingError, read_metrics, train
+from ..run_folder import CONFIG_NAME, LOCK_NAME, RunFolder
+from ..training import TrainConfig, TrainingError, TrainingInterrupted, read_metrics, train
 from . import write_section
 from .figures import paper_figures
 
@@ -91,7 +91,7 @@ def check_run_settings(cfg: TrainConfig, run_dir: Path, must_match=MUST_MATCH) -
     of ``must_match``; a folder without config.json passes."""
     run_dir = Path(run_dir)
     if (run_dir / "config.json").is_file():
-        saved = json.loads((run_dir / "config.json").read_text())
+        saved = RunFolder(run_dir).read_config()
         differ = [k for k in must_match if saved.get(k) != getattr(cfg, k)]
         if differ:
             raise TrainingError(
@@ -100,34 +100,41 @@ def check_run_settings(cfg: TrainConfig, run_dir: Path, must_match=MUST_MATCH) -
                 + "; choose another --out (nothing was changed)")
 
 
-def ensure_trained(cfg: TrainConfig, run_dir: Path, log=print, must_match=MUST_MATCH) -> bool:
+def ensure_trained(cfg: TrainConfig, run_dir: Path, log=print, must_match=MUST_MATCH,
+                   companions=()) -> bool:
     """Train, resume or skip ``run_dir`` so that it holds ``cfg.epochs`` finished epochs.
 
     Returns True when it trained. Refuses (``TrainingError``) a folder made with other
     settings (any of ``must_match``, see ``check_run_settings``) or more epochs; raises
-    ``ExperimentInterrupted`` when Ctrl-C stopped training.
+    ``ExperimentInterrupted`` when Ctrl-C stopped training. ``companions``: the experiment's
+    own files, which a new run's folder may already hold.
     """
     run_dir = Path(run_dir)
     metrics, checkpoint = run_dir / "metrics.csv", run_dir / CHECKPOINT_NAME
     check_run_settings(cfg, run_dir, must_match)
-    done = len(read_metrics(metrics))
-    position = read_checkpoint(checkpoint)[0]["position"] if checkpoint.is_file() else None
-    reached = max(done, position["epoch"] if position else 0)
+    position = read_meta(checkpoint)["position"] if checkpoint.is_file() else None
+    done = position["epoch"] if position else 0  # the checkpoint holds one metrics row per epoch
+    reached = done
     if reached > cfg.epochs:
         raise TrainingError(f"{run_dir} already has {reached} epochs, more than {cfg.epochs}; "
                             f"ask for --epochs {reached} or choose another --out")
     if done == cfg.epochs and position and (position["epoch"], position["step"]) == (cfg.epochs, 0):
         log(f"{run_dir}: complete ({_count(done, 'epoch')}), skipped")
         return False
-    if position is not None:
-        log(f"{run_dir}: resuming after {done} of {cfg.epochs} epochs")
-        train(cfg, resume=run_dir, overrides={"epochs", "backend", "data_dir"}, log=log,
-              progress=False, figures=False)
-    else:  # new, or stopped before its first checkpoint: nothing worth keeping
-        for name in ("config.json", "metrics.csv"):
-            (run_dir / name).unlink(missing_ok=True)
-        log(f"{run_dir}: training {cfg.model}, z = {cfg.latent_dim}, {_count(cfg.epochs, 'epoch')}")
-        train(cfg, out=run_dir, log=log, progress=False, figures=False)
+    # a run that died before its first checkpoint resumes from step 0
+    dead = position is None and (run_dir / CONFIG_NAME).is_file() and (run_dir / LOCK_NAME).is_file()
+    try:
+        if position is not None or dead:
+            log(f"{run_dir}: resuming after {done} of {cfg.epochs} epochs")
+            train(cfg, resume=run_dir, overrides={"epochs", "backend", "data_dir"}, log=log,
+                  progress=False, figures=False)
+        else:  # new, or left by an older scratchvae before its first checkpoint
+            for name in ("config.json", "metrics.csv"):  # (check_run_settings read them: ours)
+                (run_dir / name).unlink(missing_ok=True)
+            log(f"{run_dir}: training {cfg.model}, z = {cfg.latent_dim}, {_count(cfg.epochs, 'epoch')}")
+            train(cfg, out=run_dir, log=log, progress=False, figures=False, companions=companions)
+    except TrainingInterrupted as exc:
+        raise ExperimentInterrupted(f"{exc.message}; or run the same command again to resume") from None
     if len(read_metrics(metrics)) < cfg.epochs:
         raise ExperimentInterrupted(f"{run_dir}: interrupted; run the same command again to resume")
     return True
