@@ -190,7 +190,8 @@ def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chun
 # -- the command line ----------------------------------------------------------------------
 
 def preprocess_test_images(images_u8, mode, seed, dtype=np.float32):
-    """uint8 (N, 28, 28) test images -> float (N, 1, 28, 28) on the host, as training reads them.
+    """uint8 (N, 28, 28) test images -> float (N, 1, 28, 28) on the host, as training reads them
+    (colour (N, 3, H, W) images keep their shape).
 
     ``unit``: x / 255; ``symmetric``: 2 x / 255 - 1. ``binarize``: one *fixed* binarization
     (pixel = 1 with probability x / 255) drawn by a host generator reseeded with
@@ -199,6 +200,19 @@ def preprocess_test_images(images_u8, mode, seed, dtype=np.float32):
     """
     rng = Generator(0, "numpy").reseed(int(seed), TEST_BINARIZATION_TAG)
     return prepare_batch(np.asarray(images_u8), mode, rng, dtype)
+
+
+def bits_per_dim(nats_per_image, vae, preprocess="unit"):
+    """Nats per image -> bits per dimension, the unit CIFAR-10 likelihoods are compared in:
+    nats / (D ln 2) for D = C*H*W values per image, plus, for a continuous likelihood, the
+    log2 of the number of 8-bit levels per unit of data (256 on [0, 1], 128 on [-1, 1]): a
+    density p on the data scale gives a 1/256-wide pixel bin about p/256 of probability.
+    Binary data (Bernoulli) adds nothing."""
+    dims = int(np.prod(vae.image_shape))
+    bits = nats_per_image / (dims * math.log(2))
+    if vae.likelihood.name == "bernoulli":
+        return bits
+    return bits + math.log2(256 / (2.0 if preprocess == "symmetric" else 1.0))
 
 
 def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, log=print):
@@ -216,7 +230,8 @@ def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, 
     elbo = negative_elbo(vae, x, seed=seed)
     t_elbo = time.perf_counter() - t0
     log(f"negative ELBO  {elbo['negative_elbo']:9.3f} nats/image "
-        f"(recon {elbo['recon']:.3f} + KL {elbo['kl']:.3f}; one z sample per image) [{t_elbo:.2f} s]")
+        f"(recon {elbo['recon']:.3f} + KL {elbo['kl']:.3f}; one z sample per image) [{t_elbo:.2f} s]; "
+        f"{bits_per_dim(elbo['negative_elbo'], vae, mode):.4f} bits/dim")
 
     t0 = time.perf_counter()
     log_px = importance_weighted_log_likelihood(vae, x, k=k, batch_size=batch_size, seed=seed)
@@ -224,7 +239,7 @@ def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, 
     nll = float(-log_px.mean())
     stderr = float(log_px.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
     log(f"IWAE NLL       {nll:9.3f} nats/image (K = {k}; +- {stderr:.3f} standard error over "
-        f"images) [{t_iwae:.2f} s]")
+        f"images) [{t_iwae:.2f} s]; {bits_per_dim(nll, vae, mode):.4f} bits/dim")
     if config.get("beta", 1.0) != 1.0:
         log(f"note: the model was trained with beta = {config['beta']}; the negative ELBO above "
             f"uses beta = 1 (its training loss was {elbo['loss']:.3f})")
@@ -235,6 +250,8 @@ def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, 
         negative_elbo=elbo["negative_elbo"], recon=elbo["recon"], kl=elbo["kl"],
         kl_estimator=vae.kl, beta=vae.beta, training_loss=elbo["loss"],
         iwae_nll=nll, iwae_nll_stderr=stderr, iwae_k=k,
+        negative_elbo_bits_per_dim=bits_per_dim(elbo["negative_elbo"], vae, mode),
+        iwae_nll_bits_per_dim=bits_per_dim(nll, vae, mode),
         seconds=dict(negative_elbo=round(t_elbo, 3), iwae=round(t_iwae, 3)),
         units="nats per image",
     )

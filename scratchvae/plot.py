@@ -31,7 +31,12 @@ CLASS_NAMES = {
     "mnist": [str(i) for i in range(10)],
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                       "Sneaker", "Bag", "Ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"],
 }
+# The latent scatter and manifolds show two latent dimensions (the others at 0): beyond this
+# many, such a slice says almost nothing about the code (resnet18-vae has 256), so they are skipped.
+MAX_LATENT_FOR_2D_PLOTS = 32
 
 
 def _figure(figsize):
@@ -68,18 +73,22 @@ def _model_input(vae, images, preprocess="unit", seed=0):
 
 
 def _display(images, preprocess="unit"):
-    """Model-space images -> host (N, H, W) in [0, 1] for imshow."""
+    """Model-space images -> host (N, H, W) in [0, 1] for imshow; colour (N, 3, H, W) images
+    -> (N, H, W, 3), which imshow draws as RGB."""
     a = to_host(images).astype(np.float64)
-    a = a.reshape(a.shape[0], a.shape[-2], a.shape[-1]) if a.ndim == 4 else a.reshape(a.shape[0], 28, 28)
+    if a.ndim == 4 and a.shape[1] == 3:
+        a = a.transpose(0, 2, 3, 1)
+    else:
+        a = a.reshape(a.shape[0], a.shape[-2], a.shape[-1]) if a.ndim == 4 else a.reshape(a.shape[0], 28, 28)
     if preprocess == "symmetric":
         a = (a + 1.0) / 2.0
     return np.clip(a, 0.0, 1.0)
 
 
 def _tile(images, rows, cols, pad=0):
-    """(rows*cols, H, W) -> one (rows*H, cols*W) image, row-major."""
-    n, h, w = images.shape
-    grid = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad))
+    """(rows*cols, H, W[, 3]) -> one (rows*H, cols*W[, 3]) image, row-major."""
+    n, h, w = images.shape[:3]
+    grid = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad) + images.shape[3:])
     for i in range(min(n, rows * cols)):
         r, c = divmod(i, cols)
         grid[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = images[i]
@@ -264,10 +273,18 @@ def write_figures(run_dir, vae, config, test_images, test_labels, log=None):
     names = CLASS_NAMES.get(config.get("dataset", "mnist"))
     seed = config.get("seed", 0)
     x = _model_input(vae, test_images, mode, seed)
-    written = [
-        latent_scatter(vae, x, test_labels, run_dir / "latent_scatter.png", mode, names),
-        latent_manifold(vae, run_dir / "manifold_15x15.png", 15, mode),
-        latent_manifold(vae, run_dir / "manifold_30x30.png", 30, mode),
+    written = []
+    if vae.latent_dim <= MAX_LATENT_FOR_2D_PLOTS:
+        written += [
+            latent_scatter(vae, x, test_labels, run_dir / "latent_scatter.png", mode, names),
+            latent_manifold(vae, run_dir / "manifold_15x15.png", 15, mode),
+            latent_manifold(vae, run_dir / "manifold_30x30.png", 30, mode),
+        ]
+    elif log is not None:
+        log(f"latent_scatter.png and manifold_*.png skipped: they show 2 of the {vae.latent_dim} "
+            f"latent dimensions (the others at 0), which says almost nothing about a code of more "
+            f"than {MAX_LATENT_FOR_2D_PLOTS} dimensions")
+    written += [
         reconstructions(vae, x, run_dir / "reconstructions.png", 10, mode),
         samples(vae, run_dir / "samples.png", 100, mode, seed),
     ]

@@ -436,7 +436,7 @@ def _figures(run_dir, vae, config, test_u8, test_labels, log):
         log(f"figures skipped: {exc}")
         return
     try:
-        write_figures(run_dir, vae, config, test_u8, test_labels)
+        write_figures(run_dir, vae, config, test_u8, test_labels, log=log)
     except ImportError as exc:
         log(f"figures skipped: {exc}")
         return

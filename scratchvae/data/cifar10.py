@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_atomically
+from .idx import IDXError
 from .sources import DataNotFoundError, cache_root
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -50,9 +51,10 @@ RECORD_BYTES = 1 + 3 * 32 * 32
 RECORDS = 10_000  # per file: 30,730,000 bytes
 
 
-class CIFARError(ValueError):
+class CIFARError(IDXError):
     """A CIFAR-10 file or archive is corrupt, truncated, foreign or incomplete; the message
-    names it and says what to do."""
+    names it and says what to do. An ``IDXError`` (a ``ValueError``), so every command that
+    reports a corrupt MNIST file reports this one the same way."""
 
 
 def _batches_dir(folder: Path):
