@@ -25,8 +25,94 @@ class BackendUnavailableError(RuntimeError):
     """The cupy backend was asked for on a machine that cannot provide it."""
 
 
+def _first_line(exc) -> str:
+    """An exception as one short line (NVRTC errors carry the whole kernel source)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def _cupy_build(cupy) -> tuple[str, str, str]:
+    """``(package, CUDA version CuPy was built for, the setup.cfg extra)`` of an imported CuPy,
+    e.g. ``("cupy-cuda12x 14.2.0", "12.9", "cuda12")``."""
+    try:
+        version = int(cupy.cuda.runtime.runtimeGetVersion())  # the build's CUDA, e.g. 12090
+        cuda = f"{version // 1000}.{version % 1000 // 10}"
+    except Exception:  # an old or odd CuPy: fall back to the package name
+        cuda = ""
+    from importlib import metadata
+
+    dists = sorted({d.metadata["Name"] for d in metadata.distributions()
+                    if (d.metadata["Name"] or "").lower().startswith("cupy-cuda")})
+    package = dists[0] if dists else "cupy"
+    major = cuda.split(".")[0] if cuda else "".join(ch for ch in package if ch.isdigit())[:2]
+    return f"{package} {getattr(cupy, '__version__', '?')}", cuda or "unknown", f"cuda{major}"
+
+
+def _fix(cupy) -> str:
+    package, cuda, extra = _cupy_build(cupy)
+    wheel = f"cupy-{extra}x" if extra[4:].isdigit() else "cupy-cuda12x"
+    return (f"{package} expects CUDA {cuda}; fix with pip install -e '.[{extra}]' "
+            f"(or pip install '{wheel}[ctk]>=14', which brings the CUDA libraries), or use backend 'numpy'")
+
+
+def _health_check(cupy) -> None:
+    """Prove, once, that CuPy can do what training needs; raise one clear error if not.
+
+    Four stages, each naming the CUDA piece it needs: a device is visible (the driver), a
+    tiny kernel compiles and runs (NVRTC), a matrix product runs (cuBLAS), a normal draw
+    runs (cuRAND's Philox kernels, the generator ``Generator`` uses). Each result is read
+    back and compared, so a stage that runs but computes garbage fails too.
+    """
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver missing, too old or broken
+        raise BackendUnavailableError(
+            f"backend 'cupy': CuPy is installed but no CUDA GPU is visible ({_first_line(exc)}); "
+            f"{_cupy_build(cupy)[0]} needs an NVIDIA driver for CUDA {_cupy_build(cupy)[1]} or newer. "
+            "Check `nvidia-smi` and CUDA_VISIBLE_DEVICES, or use backend 'numpy'."
+        ) from exc
+    if count < 1:
+        raise BackendUnavailableError(
+            "backend 'cupy': CuPy is installed but no CUDA GPU is visible "
+            "(0 devices). Check `nvidia-smi` and CUDA_VISIBLE_DEVICES, or use backend 'numpy'."
+        )
+
+    def stage(library, run, expected):
+        try:
+            got = np.asarray(run(), dtype=np.float64)
+        except Exception as exc:
+            raise BackendUnavailableError(
+                f"backend 'cupy': {library} failed ({_first_line(exc)}); {_fix(cupy)}"
+            ) from exc
+        if not expected(got):
+            raise BackendUnavailableError(
+                f"backend 'cupy': {library} ran but gave wrong numbers ({got.ravel()[:4]}); {_fix(cupy)}"
+            )
+
+    def compiled_kernel():
+        kernel = cupy.ElementwiseKernel("float32 x", "float32 y", "y = x * 2 + 1", "scratchvae_health_check")
+        return kernel(cupy.arange(4, dtype=np.float32)).get()
+
+    def matmul():
+        a = cupy.arange(6, dtype=np.float32).reshape(2, 3)
+        return (a @ a.T).get()
+
+    def normal_draw():
+        return _cupy_rng(cupy, 0).standard_normal(size=4096, dtype=np.float32).get()
+
+    square = np.arange(6.0).reshape(2, 3)
+    stage("NVRTC (libnvrtc, the CUDA runtime compiler: a tiny kernel)", compiled_kernel,
+          lambda y: np.array_equal(y, [1.0, 3.0, 5.0, 7.0]))
+    stage("cuBLAS (libcublas: a matrix product)", matmul, lambda y: np.array_equal(y, square @ square.T))
+    stage("cuRAND (CuPy's Philox4x3210 generator: a normal draw)", normal_draw,
+          lambda z: bool(np.isfinite(z).all()) and abs(z.mean()) < 0.1 and abs(z.std() - 1) < 0.1)
+
+
+_HEALTH: dict = {}  # id(cupy module) -> (the module, None or the error it raised): checked once
+
+
 def _import_cupy():
-    """Import CuPy and check that it sees a GPU; raise one clear error if not."""
+    """Import CuPy and check, once per process, that it can run here; raise one clear error if not."""
     try:
         cupy = importlib.import_module("cupy")
     except ImportError as exc:
@@ -36,19 +122,22 @@ def _import_cupy():
             "pip install -e '.[cuda12]' (CUDA 12.x) or pip install -e '.[cuda13]' "
             "(CUDA 13.x); or use backend 'numpy'."
         ) from exc
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # CUDA driver missing or broken
-        raise BackendUnavailableError(
-            "backend 'cupy': CuPy is installed but no CUDA GPU is visible "
-            f"({exc}). Check `nvidia-smi` and CUDA_VISIBLE_DEVICES, or use backend 'numpy'."
-        ) from exc
-    if count < 1:
-        raise BackendUnavailableError(
-            "backend 'cupy': CuPy is installed but no CUDA GPU is visible "
-            "(0 devices). Check `nvidia-smi` and CUDA_VISIBLE_DEVICES, or use backend 'numpy'."
-        )
+    module, error = _HEALTH.get(id(cupy), (None, None))
+    if module is not cupy:  # first time for this module (holding it keeps its id unique)
+        try:
+            _health_check(cupy)
+            error = None
+        except BackendUnavailableError as exc:
+            error = exc
+        _HEALTH[id(cupy)] = (cupy, error)
+    if error is not None:
+        raise error
     return cupy
+
+
+def _cupy_rng(cupy, seed: int):
+    """A CuPy generator on the counter-based Philox4x3210 bit generator (see ``Generator``)."""
+    return cupy.random.Generator(cupy.random.Philox4x3210(seed))
 
 
 def get_xp(backend: str = DEFAULT_BACKEND):
@@ -114,9 +203,11 @@ def resolve_dtype(dtype=None) -> np.dtype:
 class Generator:
     """A seeded random generator that draws directly on its backend.
 
-    On ``"numpy"`` it wraps ``numpy.random.default_rng(seed)``; on ``"cupy"``
-    ``cupy.random.default_rng(seed)``, so noise is made on the GPU with no host
-    transfer. The two backends give different streams for the same seed.
+    On ``"numpy"`` it wraps ``numpy.random.default_rng(seed)`` (PCG64); on ``"cupy"`` a
+    ``cupy.random.Generator`` on the counter-based Philox4x3210 bit generator, so noise is
+    made on the GPU with no host transfer and a reseed costs one small kernel launch
+    (docs/performance.md, "Noise on the GPU"). The two backends give different streams for
+    the same seed.
 
     Parameters
     ----------
@@ -130,7 +221,14 @@ class Generator:
         self.backend = backend
         self.xp = get_xp(backend)
         self.seed = seed
-        self._rng = self.xp.random.default_rng(seed)
+        self._rng = self._new_rng(seed)
+
+    def _new_rng(self, seed):
+        if self.xp is np:
+            return np.random.default_rng(seed)
+        # not cupy.random.default_rng: its XORWOW states are set up by cuRAND skip-ahead,
+        # one per GPU thread, tens of milliseconds per generator; Philox's set-up is O(1) a state
+        return _cupy_rng(self.xp, seed)
 
     def reseed(self, *seed_parts: int) -> "Generator":
         """Restart this generator (in place) from a seed derived from ``seed_parts``.
@@ -141,7 +239,7 @@ class Generator:
         """
         words = np.random.SeedSequence([int(p) for p in seed_parts]).generate_state(2)
         derived = int(words[0]) << 32 | int(words[1])
-        self._rng = self.xp.random.default_rng(derived)
+        self._rng = self._new_rng(derived)
         return self
 
     def normal(self, shape, dtype=None, loc=0.0, scale=1.0):

@@ -2,7 +2,13 @@
 
 Every test that takes the ``backend`` (or ``xp``) fixture runs once per
 selected backend. ``--backend`` picks them: ``numpy``, ``cupy`` or ``all``
-(default). Cupy cases skip, saying why, where CuPy or a GPU is missing.
+(default). Cupy cases skip, saying why, where CuPy or a GPU is missing (the
+backend's health check gives the reason).
+
+``--cupy-standin`` (an API-surface check without a GPU, never GPU verification) puts
+tests/cupy_standin.py's strict NumPy-backed stand-in for CuPy in ``sys.modules["cupy"]``
+and keeps only the tests that take a backend: with ``--backend cupy`` they run against
+CuPy's real namespace and signatures. tests/test_cupy_surface.py runs it that way.
 """
 import os
 
@@ -31,6 +37,30 @@ def pytest_addoption(parser):
         default="all",
         help="array backend(s) to test: numpy, cupy or all (default; cupy skips without a GPU)",
     )
+    parser.addoption(
+        "--cupy-standin", action="store_true",
+        help="run the backend tests against a strict NumPy-backed stand-in with the installed "
+             "CuPy's API (an API-surface check, not a GPU test; needs the CuPy wheel)",
+    )
+
+
+def pytest_configure(config):
+    if config.getoption("--cupy-standin"):
+        import sys
+
+        from cupy_standin import Standin, real_cupy, SKIP_REASON
+
+        real = real_cupy()
+        if real is None:
+            raise pytest.UsageError(f"--cupy-standin: {SKIP_REASON}")
+        sys.modules["cupy"] = Standin(real)
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--cupy-standin"):  # only the tests that run on a backend
+        keep = [item for item in items if "backend" in getattr(item, "fixturenames", ())]
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
 
 
 def pytest_generate_tests(metafunc):
@@ -46,6 +76,8 @@ def backend(request):
     name = request.param
     if name == "cupy":
         ok, why = cupy_available()
+        if not ok and request.config.getoption("--cupy-standin"):
+            pytest.fail(f"the CuPy stand-in failed the backend's health check: {why}")
         if not ok:
             pytest.skip(f"cupy backend unavailable: {why}")
     return name

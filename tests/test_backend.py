@@ -79,13 +79,69 @@ def test_cupy_unavailable_error(monkeypatch):
     ok, why = cupy_available()
     assert ok is False and "0 devices" in why
 
-    # control: one visible device -> the (fake) module is returned, no error
-    fake = _fake_cupy(lambda: 1)
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    assert get_xp("cupy") is fake
-    assert cupy_available() == (True, "")
+    # 4. one visible device, but nothing else of CUDA: the health check's first kernel fails
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(lambda: 1))
+    ok, why = cupy_available()
+    assert ok is False and "NVRTC" in why and "\n" not in why
 
     assert issubclass(BackendUnavailableError, RuntimeError)
+
+
+def _standin(monkeypatch):
+    cupy_standin = pytest.importorskip("cupy_standin")
+    if cupy_standin.real_cupy() is None:
+        pytest.skip(cupy_standin.SKIP_REASON)
+    return cupy_standin.install(monkeypatch)
+
+
+def test_health_check_names_the_missing_library(monkeypatch):
+    """Each stage of the one-time health check, made to fail on the CuPy stand-in the way a
+    machine with only the NVIDIA driver fails, gives one line naming the library, the CUDA
+    version the installed CuPy was built for, and the command that fixes it."""
+    import cupy as real  # the installed wheel: its own idea of its CUDA version
+
+    version = real.cuda.runtime.runtimeGetVersion()
+    cuda = f"{version // 1000}.{version % 1000 // 10}"
+    extra = f"cuda{version // 1000}"
+
+    standin = _standin(monkeypatch)
+    assert get_xp("cupy") is standin  # control: the stand-in passes all four stages
+    assert cupy_available() == (True, "")
+
+    def broken(what):
+        def fail(*args, **kwargs):
+            raise RuntimeError(f"{what}\nsecond line of a long CUDA error")
+        return fail
+
+    def check(library):
+        ok, why = cupy_available()
+        assert ok is False
+        assert library in why and f"CUDA {cuda}" in why and f"pip install -e '.[{extra}]'" in why, why
+        assert "[ctk]" in why and "\n" not in why and "second line" not in why, why
+        with pytest.raises(BackendUnavailableError):
+            Generator(0, backend="cupy")
+
+    cases = [
+        ("NVRTC", lambda s: monkeypatch.setattr(s, "ElementwiseKernel", broken("Failure finding libnvrtc.so"))),
+        ("cuBLAS", lambda s: monkeypatch.setattr(s.ndarray, "__matmul__", broken("CUBLAS_STATUS_NOT_INITIALIZED"))),
+        ("cuRAND", lambda s: monkeypatch.setattr(s.random, "Philox4x3210", broken("CURAND_STATUS_INITIALIZATION_FAILED"))),
+    ]
+    for library, plant in cases:
+        standin = _standin(monkeypatch)  # a fresh module: the check runs again
+        plant(standin)
+        check(library)
+
+    # a stage that runs but computes garbage fails too
+    standin = _standin(monkeypatch)
+    monkeypatch.setattr(standin.ndarray, "__matmul__", lambda a, b: a.sum(axis=1, keepdims=True) * 0)
+    ok, why = cupy_available()
+    assert ok is False and "cuBLAS" in why and "ran but gave wrong numbers" in why
+
+    # the check runs once per module: a working stand-in is not checked again
+    standin = _standin(monkeypatch)
+    assert cupy_available() == (True, "")
+    monkeypatch.setattr(standin, "ElementwiseKernel", broken("would fail if run again"))
+    assert cupy_available() == (True, "")
 
 
 def test_get_array_module_follows_inputs(backend, monkeypatch):
