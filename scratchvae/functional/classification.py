@@ -14,7 +14,12 @@ from ..backend import backend_of, get_array_module, to_device
 
 def _check_labels(logits, labels):
     """Validate ``logits`` (N, K) float and ``labels`` (N,) integer in [0, K); return the
-    labels as int64 on the logits' backend. Raises ``ValueError`` saying what to fix."""
+    labels as int64 on the logits' backend and whether their range is still unchecked.
+    Raises ``ValueError`` saying what to fix.
+
+    Host (NumPy) labels are range-checked on the host. Labels already on the GPU are not:
+    reading their minimum and maximum back would stop the GPU twice every classifier step.
+    Their out-of-range rows get a NaN loss instead, which the caller's next loss read sees."""
     shape = getattr(logits, "shape", None)
     if shape is None or len(shape) != 2 or np.dtype(logits.dtype).kind != "f":
         raise ValueError(
@@ -35,15 +40,15 @@ def _check_labels(logits, labels):
             f"softmax_cross_entropy: labels must be integer class indices, got dtype {labels.dtype}; "
             "convert them with labels.astype(np.int64) (after checking they are whole numbers)"
         )
-    labels = to_device(labels, backend_of(logits)).astype(np.int64, copy=False)
-    if n:
-        low, high = int(labels.min()), int(labels.max())  # one device sync on CuPy
+    on_host = backend_of(labels) == "numpy"
+    if n and on_host:
+        low, high = int(np.min(labels)), int(np.max(labels))  # host values: no device sync
         if low < 0 or high >= k:
             raise ValueError(
                 f"softmax_cross_entropy: labels must lie in [0, {k - 1}] for {k} classes, got values "
                 f"from {low} to {high}; check that the labels match the classifier's classes"
             )
-    return labels
+    return to_device(labels, backend_of(logits)).astype(np.int64, copy=False), not on_host
 
 
 def softmax_cross_entropy_forward(logits, labels):
@@ -62,13 +67,17 @@ def softmax_cross_entropy_forward(logits, labels):
     loss : (N,), dtype of ``logits``
     cache : (probs (N, K) = softmax(logits), labels (N,) int64)
     """
-    labels = _check_labels(logits, labels)
+    labels, unchecked = _check_labels(logits, labels)
     xp = get_array_module(logits)
     shifted = logits - logits.max(axis=1, keepdims=True)  # every entry <= 0: exp cannot overflow
     log_norm = xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))  # in [0, log K]
     log_probs = shifted - log_norm
-    loss = -log_probs[xp.arange(logits.shape[0]), labels]  # row n, column y_n
-    return loss, (xp.exp(log_probs), labels)
+    if not unchecked:
+        loss = -log_probs[xp.arange(logits.shape[0]), labels]  # row n, column y_n
+        return loss, (xp.exp(log_probs), labels)
+    valid = (labels >= 0) & (labels < logits.shape[1])  # device labels: checked without a sync
+    loss = -log_probs[xp.arange(logits.shape[0]), xp.where(valid, labels, 0)]
+    return xp.where(valid, loss, xp.nan), (xp.exp(log_probs), labels)
 
 
 def softmax_cross_entropy_backward(dloss, cache):
