@@ -79,6 +79,11 @@ def atomic_open(path, mode="wb"):
             os.fsync(f.fileno())
         _crash_hook(path, "synced")
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename in (None, tmp):  # name the file being written, not its temporary twin
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

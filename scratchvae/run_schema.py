@@ -79,11 +79,12 @@ def check_config(config, source, error=RunFileError) -> dict:
     except (TrainingError, ValueError, TypeError) as exc:
         raise error(f"{source}: the run config is not valid ({exc})") from None
     from .backend import BACKENDS
+    from .data import DATASET_NAMES
     from .likelihoods import LIKELIHOODS
     from .models import KL_ESTIMATORS
 
     for key, allowed in (("likelihood", LIKELIHOODS), ("kl", KL_ESTIMATORS), ("backend", BACKENDS),
-                         ("dtype", ("float32", "float64"))):
+                         ("dtype", ("float32", "float64")), ("dataset", DATASET_NAMES)):
         if key in config and config[key] not in allowed:
             raise error(f"{source}: config {key} {config[key]!r} is not one of {', '.join(allowed)}")
     if "preprocess" in config and "binarize" in config and config["preprocess"] != cfg.preprocess:

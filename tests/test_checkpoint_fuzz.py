@@ -24,7 +24,7 @@ from scratchvae.training import TrainConfig
 MODEL = "paper-conv"  # the smallest paper model: 184,421 parameters
 ROW = dict(epoch="1", train_loss="200.1000", test_loss="201.2000", test_recon="195.3000",
            test_kl="5.9000", seconds="1.50", images_per_second="1000.0")
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def valid_config():

@@ -34,7 +34,7 @@ HOOKS = [("checkpoint.npz", "written", 1), ("checkpoint.npz", "synced", 1),
 
 
 def launch(args, env_extra=None):
-    env = dict(os.environ, **(env_extra or {}))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))  # its lines arrive as printed
     return subprocess.Popen([sys.executable, "-m", "scratchvae.train", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -310,3 +310,18 @@ def test_experiments_name_the_file_with_bad_json(tmp_path, capsys):
     assert experiments(["paper", "--quick", "--out", str(tmp_path / "paper"), "--no-figures"]) == 2
     line = one_line(capsys.readouterr().err)
     assert str(paper / "config.json") in line and "NaN is not JSON" in line
+
+
+def test_a_damaged_metrics_csv_is_rewritten_from_the_checkpoint(tmp_path, finished, capsys):
+    """The checkpoint is the truth: a truncated metrics.csv (a crash of an older scratchvae, or a
+    hand edit) neither blocks a resume nor leaks into it; the resume rewrites it whole."""
+    from scratchvae.training import read_metrics
+
+    run = copy_run(finished, tmp_path / "run")
+    text = (run / "metrics.csv").read_text()
+    (run / "metrics.csv").write_text(text[: len(text) - 9])  # the last row cut short
+    assert [r["epoch"] for r in read_metrics(run / "metrics.csv")] == ["1"]  # from the checkpoint
+    assert main(tiny("--resume", str(run), "--epochs", "2")) == 0
+    lines = (run / "metrics.csv").read_text().splitlines()
+    assert lines[1] == text.splitlines()[1] and [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+    assert "None" not in (run / "metrics.csv").read_text()
