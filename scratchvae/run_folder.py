@@ -219,7 +219,8 @@ class RunFolder:
             return []
         value = loads_strict(_read_small(path), path)
         if not isinstance(value, dict) or not isinstance(value.get("sessions"), list):
-            raise RunFileError(f"{path}: not an object with a list of sessions")
+            raise RunFileError(f"{path}: not an object with a list of sessions; move it away "
+                               "(it is a record only) and resume again")
         return value["sessions"]
 
     def add_session(self, record: dict):

@@ -220,6 +220,7 @@ def prepare_run(cfg: TrainConfig, out: Path | None, resume: Path | None, overrid
         run_dir = Path(resume)
         folder = RunFolder.open_for_training(run_dir)  # locked from here on
         try:
+            folder.read_sessions()  # a damaged sessions.json is refused now, not after a save
             if folder.has_checkpoint():
                 meta, arrays, rows = folder.read_state()
                 saved = meta["config"]
