@@ -1,17 +1,43 @@
-"""Lessons run as doctests (``pytest lessons``): every ``>>>`` line executes in order,
-and its printed output must match the text. They run from the repository root and
-find MNIST through ``SCRATCHVAE_DATA`` or scratchvae's usual sources; the shared
-copy beside the repository is used when present, so CI needs no network."""
-import os
+"""Each lesson is one test (``pytest lessons``): its python blocks run in order in one
+namespace, from a temporary working directory, and each block must print what the lesson
+shows beneath it, compared as lessons/lesson_check.py describes. The test runs the same code
+as ``python lessons/draw_figures.py``, with a temporary folder in place of lessons/figures/,
+so it also checks that the command produces every figure the lesson links. MNIST is found
+as the tests find it (tests/mnist_data.py)."""
+import sys
 from pathlib import Path
 
 import pytest
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import draw_figures  # noqa: E402
+import lesson_check  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _lesson_environment(monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
-    if "SCRATCHVAE_DATA" not in os.environ and SHARED_MNIST.is_dir():
-        monkeypatch.setenv("SCRATCHVAE_DATA", str(SHARED_MNIST))
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix == ".md" and file_path.parent == HERE and file_path.name[:2].isdigit():
+        return LessonFile.from_parent(parent, path=file_path)
+
+
+class LessonFile(pytest.File):
+    def collect(self):
+        yield LessonItem.from_parent(self, name=self.path.stem)
+
+
+class LessonItem(pytest.Item):
+    def runtest(self):
+        from mnist_data import mnist_dir
+        figures = Path(self.config._tmp_path_factory.mktemp(f"{self.name}-figures"))
+        names = draw_figures.draw(self.path, figures, mnist_dir())
+        assert sorted(p.name for p in figures.iterdir()) == sorted(set(names))
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, lesson_check.LessonError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, 0, f"lesson {self.name}"
