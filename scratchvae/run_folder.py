@@ -213,6 +213,17 @@ class RunFolder:
     def write_metrics(self, rows):
         write_atomically(self.path / METRICS_NAME, format_metrics_csv(rows))
 
+    def repair_metrics(self, rows):
+        """Rewrite ``metrics.csv`` from ``rows`` (the checkpoint's) unless it already says exactly
+        that: after a crash between the checkpoint's rename and metrics.csv's, it lags a row."""
+        path = self.path / METRICS_NAME
+        try:
+            same = path.read_bytes() == format_metrics_csv(rows).encode()
+        except OSError:
+            same = False
+        if not same:
+            self.write_metrics(rows)
+
     def read_sessions(self) -> list:
         path = self.path / SESSIONS_NAME
         if not path.is_file():

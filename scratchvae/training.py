@@ -223,6 +223,7 @@ def prepare_run(cfg: TrainConfig, out: Path | None, resume: Path | None, overrid
             folder.read_sessions()  # a damaged sessions.json is refused now, not after a save
             if folder.has_checkpoint():
                 meta, arrays, rows = folder.read_state()
+                folder.repair_metrics(rows)  # agrees with the checkpoint again, even if refused below
                 saved = meta["config"]
             else:  # died before its first checkpoint: start from step 0 with its config
                 meta = arrays = rows = None
@@ -305,7 +306,7 @@ def _train(cfg, run_dir, saved, log, progress, figures, step_hook, companions):
             folder = RunFolder.create(run_dir, config, companions)  # config.json, written once
         else:
             folder = saved.folder
-            folder.write_metrics(rows)  # metrics.csv agrees with the checkpoint again
+            folder.repair_metrics(rows)  # a dead run's: no rows
         session = session_record("created" if saved is None else "resumed", position, cfg.epochs,
                                  versions, cfg.backend)
         try:
