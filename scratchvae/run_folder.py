@@ -23,10 +23,14 @@ What it guarantees (docs/training.md#what-survives-which-fault):
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a second writer is not detected there (docs/training.md)
+    fcntl = None
 
 from .atomic import temporary_name_of, write_atomically
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint, read_meta, save_checkpoint
@@ -78,6 +82,8 @@ class RunFolder:
 
     def _probe_lock(self):
         """Refuse if another process holds the lock; creates nothing."""
+        if fcntl is None:
+            return
         try:
             fd = os.open(self.path / LOCK_NAME, os.O_RDONLY)
         except FileNotFoundError:
@@ -97,7 +103,8 @@ class RunFolder:
             return self
         fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):

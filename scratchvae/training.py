@@ -306,7 +306,7 @@ def _train(cfg, run_dir, saved, log, progress, figures, step_hook, companions):
             folder = RunFolder.create(run_dir, config, companions)  # config.json, written once
         else:
             folder = saved.folder
-            folder.repair_metrics(rows)  # a dead run's: no rows
+            folder.repair_metrics(rows)  # (prepare_run did it for a checkpoint; here: a dead run)
         session = session_record("created" if saved is None else "resumed", position, cfg.epochs,
                                  versions, cfg.backend)
         try:
