@@ -1,6 +1,7 @@
 """kill -9 at random moments and inside every write: a training subprocess is SIGKILLed again
 and again (at random times and, through the test hook of ``scratchvae.atomic``, inside the
-checkpoint's, metrics.csv's and config.json's writes), resumed after each kill, and after
+checkpoint's, metrics.csv's, config.json's and sessions.json's writes; a Ctrl-C or two among
+them saves mid-epoch), resumed after each kill, and after
 each kill the folder must load, its files must agree, config.json must be the one written at
 creation, and the run finished through all the kills must equal an uninterrupted one bit for
 bit."""
@@ -108,9 +109,10 @@ def test_sigkill_anywhere_then_resume_equals_a_straight_run(tmp_path):
 
     rng = random.Random(20261202)
     plan = [("hook", h) for h in HOOKS] + [("time", rng.uniform(0.0, 1.5)) for _ in range(4)]
+    plan += [("ctrl-c", rng.uniform(0.0, 1.0)) for _ in range(2)]  # saves mid-epoch, exits 130
     rng.shuffle(plan)
     plan.insert(0, ("hook", ("config.json", "synced", 1)))  # fires only when a run is created
-    kills, hook_kills, chains, positions = 0, 0, 0, []
+    kills, hook_kills, interrupts, chains, positions = 0, 0, 0, 0, []
     run, config_bytes = None, None
     for kind, what in plan:
         if run is not None and check_folder(run) == dict(epoch=EPOCHS, step=0, loss_sum=0.0):
@@ -126,9 +128,9 @@ def test_sigkill_anywhere_then_resume_equals_a_straight_run(tmp_path):
         args += ["--resume", str(run)] if has_run else ["--out", str(run)]
         env = {"SCRATCHVAE_CRASH_AT": ":".join(map(str, what))} if kind == "hook" else None
         proc = launch(args, env)
-        if kind == "time" and wait_for_training(proc):
+        if kind in ("time", "ctrl-c") and wait_for_training(proc):
             time.sleep(what)
-            proc.send_signal(signal.SIGKILL)
+            proc.send_signal(signal.SIGKILL if kind == "time" else signal.SIGINT)
         proc.wait(timeout=300)
         err = proc.stderr.read()
         proc.stdout.close()
@@ -136,6 +138,11 @@ def test_sigkill_anywhere_then_resume_equals_a_straight_run(tmp_path):
         if proc.returncode == 0:  # it finished before the kill came: compare, start a new chain
             assert_same_run(straight, run)
             run = None
+            continue
+        if kind == "ctrl-c":
+            assert proc.returncode == 130 and "Traceback" not in err, err
+            interrupts += 1
+            positions.append(check_folder(run))
             continue
         assert proc.returncode == -signal.SIGKILL, err
         kills += 1
@@ -149,4 +156,5 @@ def test_sigkill_anywhere_then_resume_equals_a_straight_run(tmp_path):
         finish(run, data)
         assert_same_run(straight, run)
     assert kills >= 10 and hook_kills >= 8, (kills, hook_kills)
-    print(f"kills: {kills} ({hook_kills} inside writes) in {chains} runs; positions: {positions}")
+    print(f"kills: {kills} ({hook_kills} inside writes), Ctrl-C: {interrupts}, in {chains} runs; "
+          f"positions: {positions}")
