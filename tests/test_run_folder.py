@@ -326,3 +326,29 @@ def test_a_damaged_metrics_csv_is_rewritten_from_the_checkpoint(tmp_path, finish
     lines = (run / "metrics.csv").read_text().splitlines()
     assert lines[1] == text.splitlines()[1] and [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
     assert "None" not in (run / "metrics.csv").read_text()
+
+
+def test_a_format_1_run_resumes_and_is_saved_as_format_2(tmp_path, finished):
+    """A run folder written before the metrics rows moved into the checkpoint (format 1, no lock
+    file, no sessions.json) resumes; its rows come from metrics.csv and the new save is format 2."""
+    import io
+    import zipfile
+
+    run = copy_run(finished, tmp_path / "old")
+    for name in (LOCK_NAME, "sessions.json"):
+        (run / name).unlink()
+    with np.load(run / "checkpoint.npz", allow_pickle=False) as data:
+        members = {k: data[k] for k in data.files}
+    meta = json.loads(str(members["meta"]))
+    meta["format"] = 1
+    del meta["metrics"]
+    members["meta"] = np.array(json.dumps(meta))
+    buf = io.BytesIO()
+    np.savez(buf, **members)
+    (run / "checkpoint.npz").write_bytes(buf.getvalue())
+    assert zipfile.is_zipfile(run / "checkpoint.npz")
+    row_1 = (run / "metrics.csv").read_text().splitlines()[1]
+    assert main(tiny("--resume", str(run), "--epochs", "2")) == 0
+    meta2, _ = read_checkpoint(run / "checkpoint.npz")
+    assert meta2["format"] == 2 and [r["epoch"] for r in meta2["metrics"]] == ["1", "2"]
+    assert ",".join(meta2["metrics"][0].values()) == row_1
