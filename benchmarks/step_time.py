@@ -4,13 +4,16 @@ PyTorch implementation of the same architecture, alternating them in one process
     python benchmarks/step_time.py                      # both models, batch 64 and 256, CPU
     python benchmarks/step_time.py --backend cupy       # scratchvae on the GPU, torch on cuda
     python benchmarks/step_time.py --models paper-mlp --batches 64 --steps 400
+    python benchmarks/step_time.py --models resnet18-vae --batches 32 --steps 10 --block 5 --warmup 1
 
 Prints milliseconds per step (median over ``--steps`` after ``--warmup``), the ratio
 scratchvae / PyTorch (below 1 means scratchvae is faster), and the peak memory a step
 adds for scratchvae on the CPU (tracemalloc sees every NumPy buffer). PyTorch's CPU
 allocator keeps no statistics and its peak resident set is set by the import, not by a
 step, so no honest per-step figure exists for it here: the column says n/a.
-PyTorch is an optional dependency of this benchmark only (torch_reference.py holds its model).
+PyTorch is an optional dependency of this benchmark only (torch_reference.py holds its model;
+torch_resnet.py the resnet18-vae, which runs on random 32x32 colour images in [0, 1] with the
+tutorial's latent 256, learned log-scale, Monte-Carlo KL and Adam at 1e-4).
 """
 from __future__ import annotations
 
@@ -47,11 +50,20 @@ def real_batch(batch, seed=0, real=True):
         return np.random.default_rng(seed).random((batch, 1, 28, 28), dtype=np.float32)
 
 
+RESNET = "resnet18-vae"
+
+
+def colour_batch(batch, seed=0):
+    """``batch`` random 32x32 colour images in [0, 1], (N, 3, 32, 32) float32."""
+    return np.random.default_rng(seed).random((batch, 3, 32, 32), dtype=np.float32)
+
+
 class ScratchStep:
     def __init__(self, model, batch, backend):
-        self.vae = build_vae(model, 2, seed=0, backend=backend)
-        self.opt = Adam(self.vae.params, self.vae.grads, lr=1e-3)
-        self.x = to_device(real_batch(batch), backend)
+        resnet = model == RESNET
+        self.vae = build_vae(model, None if resnet else 2, seed=0, backend=backend)
+        self.opt = Adam(self.vae.params, self.vae.grads, lr=1e-4 if resnet else 1e-3)
+        self.x = to_device(colour_batch(batch) if resnet else real_batch(batch), backend)
         self.xp = get_xp(backend)
         self.sync = (lambda: self.xp.cuda.Stream.null.synchronize()) if backend == "cupy" else (lambda: None)
 
@@ -69,6 +81,14 @@ class TorchStep:
 
         torch.manual_seed(0)
         self.torch = torch
+        if model == RESNET:
+            from torch_resnet import ResNetVAE
+
+            self.model = ResNetVAE().to(device).train()
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+            self.x = torch.from_numpy(colour_batch(batch)).to(device)
+            self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+            return
         self.model = VAE(model, 2).to(device).train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.x = torch.from_numpy(real_batch(batch, real=real)).to(device)
