@@ -181,7 +181,7 @@ def train_scratchvae(run: Run, data_dir, results: Path) -> dict:
         epochs = [dict(epoch=int(r["epoch"]), train_loss=float(r["train_loss"]),
                        val_loss=float(r["test_loss"]), seconds=float(r["seconds"]))
                   for r in read_metrics(run_dir / "metrics.csv")]
-        if len(epochs) != run.epochs:  # Ctrl-C makes train() save mid-epoch and return
+        if len(epochs) != run.epochs:  # a short run (train() raises TrainingInterrupted on Ctrl-C)
             raise RuntimeError(f"{run.name}: training stopped after {len(epochs)} of {run.epochs} "
                                "epochs; nothing recorded")
         vae, _ = load_model(run_dir)
