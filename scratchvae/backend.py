@@ -281,6 +281,8 @@ class Generator:
         32-bit ones, low half first). The fast read is taken when it leaves the same state:
         n a multiple of 8 and no half-used 32-bit draw pending; otherwise ``bytes`` itself.
         """
+        if self.xp is not np:
+            raise NotImplementedError("random bytes are drawn on NumPy only (CuPy's Generator has no bytes)")
         bitgen = self._rng.bit_generator
         if n % 8 == 0 and isinstance(bitgen, np.random.PCG64) and not bitgen.state["has_uint32"]:
             return bitgen.random_raw(n // 8).astype("<u8", copy=False).view(np.uint8)

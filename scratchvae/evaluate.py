@@ -5,8 +5,8 @@ Two numbers, both in nats per image (lower is better):
 
 * the **negative ELBO**, E_q[-log p(x|z)] + KL(q(z|x) || p(z)): what training minimizes
   (with beta = 1), an *upper* bound on -log p(x);
-* the **IWAE NLL**, -log p(x) estimated with K importance samples from q(z|x)
-  (Burda et al., 2016):
+* the **IWAE NLL** = -log p(x) (positive, like the negative ELBO), estimated with K
+  importance samples from q(z|x) (Burda et al., 2016):
 
       log p(x) ~ log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k = mu + sigma * eps_k
 
@@ -19,7 +19,7 @@ running statistics). Sums stay on the model's backend and reach the host once at
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import math
 import sys
@@ -49,7 +49,7 @@ def _as_model_input(vae, images):
     return x.reshape((x.shape[0],) + vae.image_shape)
 
 
-def negative_elbo(vae, images, batch_size=500, seed=0) -> dict:
+def negative_elbo(vae, images, batch_size=500, seed=0, progress=None) -> dict:
     """Mean negative ELBO and its parts over ``images``, in nats per image.
 
     Parameters
@@ -59,6 +59,7 @@ def negative_elbo(vae, images, batch_size=500, seed=0) -> dict:
         host or the model's backend
     batch_size : images per forward pass
     seed : ``vae.rng`` is reseeded with it once, then draws each batch's noise in turn
+    progress : optional callable, given the number of images of each batch once it is done
 
     Returns
     -------
@@ -79,6 +80,8 @@ def negative_elbo(vae, images, batch_size=500, seed=0) -> dict:
         terms = vae.forward(xb, training=False)
         loss = terms.recon + vae.beta * terms.kl  # terms.loss, unless free bits floor the KL
         totals += xp.stack([loss, terms.recon, terms.kl]).astype(np.float64) * xb.shape[0]
+        if progress is not None:
+            progress(xb.shape[0])
     loss, recon, kl = (float(v) for v in to_host(totals / n))
     return dict(loss=loss, recon=recon, kl=kl, negative_elbo=recon + kl)
 
@@ -113,7 +116,7 @@ class _BlockNoise:
 
 
 def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chunk=None, seed=0,
-                                       eps=None):
+                                       eps=None, progress=None):
     """IWAE estimate of log p(x) for each image, in nats: a float64 host array of shape (N,).
 
     log p(x) ~ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K, with
@@ -122,7 +125,8 @@ def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chun
     from). The NLL to report is ``-result.mean()``.
 
     Memory stays bounded: each decoder call sees ``chunk * batch_size`` latent codes and a
-    running logsumexp (max and scaled sum per image, float64) folds each chunk in.
+    running logsumexp (max and scaled sum per image, float64) folds each chunk in. The
+    encoder runs once per batch; log p(x|z) comes from ``likelihood.nll_value`` (no cache).
 
     Parameters
     ----------
@@ -133,6 +137,8 @@ def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chun
     chunk : samples per image per decoder call; default ``IWAE_CODES_PER_CALL // batch_size``
     seed : fixes the noise (see ``_BlockNoise``); the result is the same for every ``chunk``
     eps : optional (K, N, latent_dim) standard normal noise to use instead of drawing it
+    progress : optional callable, given the number of importance samples (codes decoded,
+        images x samples) after each decoder call; N * K in all
     """
     x = _as_model_input(vae, images)
     n, d = x.shape[0], vae.latent_dim
@@ -169,7 +175,7 @@ def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chun
                 e = to_device(eps[c0 : c0 + c, start : start + b], vae.backend, dtype=vae.dtype)
             z = mu[None] + sigma[None] * e  # (c, b, d)
             out = vae.decoder.forward(z.reshape(c * b, d), training=False)
-            log_px_z = -vae.likelihood.nll(out, x_rep[: c * b]).astype(f64).reshape(c, b)
+            log_px_z = -vae.likelihood.nll_value(out, x_rep[: c * b]).astype(f64).reshape(c, b)
             z64 = z.astype(f64)
             log_pz = gaussian_log_density(z64, zero, zero).sum(axis=2)
             log_qz = gaussian_log_density(z64, mu64[None], lv64[None]).sum(axis=2)
@@ -182,8 +188,9 @@ def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chun
                 new_max = xp.maximum(run_max, chunk_max)
                 run_sum = run_sum * xp.exp(run_max - new_max) + xp.exp(log_w - new_max).sum(axis=0)
                 run_max = new_max
+            if progress is not None:
+                progress(c * b)
         results.append(run_max + xp.log(run_sum) - math.log(k))
-    vae.likelihood._cache = None  # drop the last chunk's arrays
     return to_host(xp.concatenate(results)).astype(np.float64)
 
 
@@ -215,8 +222,12 @@ def bits_per_dim(nats_per_image, vae, preprocess="unit"):
     return bits + math.log2(256 / (2.0 if preprocess == "symmetric" else 1.0))
 
 
-def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, log=print):
-    """Both estimates on ``test_u8`` for a loaded run; writes RUN/evaluation.json; returns it."""
+def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, log=print,
+                 progress=False):
+    """Both estimates on ``test_u8`` for a loaded run; writes RUN/evaluation.json; returns it.
+
+    ``progress=True`` shows a tqdm bar with a time estimate for the IWAE NLL, and for the
+    negative ELBO pass when it lasts over a second."""
     run_dir = Path(run_dir)
     mode = config.get("preprocess", "unit")
     x = _as_model_input(vae, preprocess_test_images(test_u8, mode, config.get("seed", 0), vae.dtype))
@@ -225,20 +236,26 @@ def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, 
             "binarize": f"fixed binarization, host generator seeded with (run seed "
                         f"{config.get('seed', 0)}, {TEST_BINARIZATION_TAG})"}[mode]
     log(f"{vae!r}\ntest images: {n:,} | preprocessing: {mode} ({note}) | backend: {vae.backend}")
+    log(f"computing the negative ELBO (one pass over the {n:,} images), then the importance-"
+        f"weighted NLL = -log p(x) with K = {k:,} samples per image: {n * k:,} decoder passes, "
+        f"a time that grows as K x images (--k and --limit shorten it)")
 
     t0 = time.perf_counter()
-    elbo = negative_elbo(vae, x, seed=seed)
+    with _bar(progress, n, "negative ELBO", "image", delay=1.0) as bar:
+        elbo = negative_elbo(vae, x, seed=seed, progress=bar)
     t_elbo = time.perf_counter() - t0
-    log(f"negative ELBO  {elbo['negative_elbo']:9.3f} nats/image "
+    log(f"negative ELBO        {elbo['negative_elbo']:9.3f} nats/image "
         f"(recon {elbo['recon']:.3f} + KL {elbo['kl']:.3f}; one z sample per image) [{t_elbo:.2f} s]; "
         f"{bits_per_dim(elbo['negative_elbo'], vae, mode):.4f} bits/dim")
 
     t0 = time.perf_counter()
-    log_px = importance_weighted_log_likelihood(vae, x, k=k, batch_size=batch_size, seed=seed)
+    with _bar(progress, n * k, f"IWAE NLL, K = {k}", "sample") as bar:
+        log_px = importance_weighted_log_likelihood(vae, x, k=k, batch_size=batch_size, seed=seed,
+                                                    progress=bar)
     t_iwae = time.perf_counter() - t0
     nll = float(-log_px.mean())
     stderr = float(log_px.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    log(f"IWAE NLL       {nll:9.3f} nats/image (K = {k}; +- {stderr:.3f} standard error over "
+    log(f"IWAE NLL = -log p(x) {nll:9.3f} nats/image (K = {k}; +- {stderr:.3f} standard error over "
         f"images) [{t_iwae:.2f} s]; {bits_per_dim(nll, vae, mode):.4f} bits/dim")
     if config.get("beta", 1.0) != 1.0:
         log(f"note: the model was trained with beta = {config['beta']}; the negative ELBO above "
@@ -266,19 +283,39 @@ def evaluate_run(run_dir, vae, config, test_u8, k=5000, batch_size=100, seed=0, 
     return result
 
 
+@contextlib.contextmanager
+def _bar(show, total, desc, unit, delay=0.0):
+    """A tqdm bar's ``update`` (None when ``show`` is false), closed on the way out."""
+    if not show:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
+               dynamic_ncols=True, delay=delay)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
 def build_parser():
     p = ArgumentParser(
         prog="python -m scratchvae.evaluate",
         description="Test negative ELBO and importance-weighted NLL (nats/image) of a trained run; "
-        "writes RUN/evaluation.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "writes RUN/evaluation.json. The IWAE NLL's time grows as K x images: --k and --limit "
+        "shorten it.",
     )
     p.add_argument("run", metavar="RUN", help="run folder written by python -m scratchvae.train")
-    p.add_argument("--k", type=int, default=5000, help="importance samples per image for the IWAE NLL")
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first N test images (default: all)")
-    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="array backend")
-    p.add_argument("--batch-size", type=int, default=100, help="images per IWAE pass")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds the noise of both estimates")
+    p.add_argument("--k", type=int, default=5000,
+                   help="importance samples per image for the IWAE NLL (default 5000)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate the first N test images (default: all)")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="array backend (default numpy)")
+    p.add_argument("--batch-size", type=int, default=100, help="images per IWAE pass (default 100)")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seeds the noise of both estimates (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (the result lines only)")
     return p
 
 
@@ -304,7 +341,7 @@ def main(argv=None):
         vae, config = load_model(run_dir, backend=args.backend)
         test_u8, _ = load_split("test", config.get("dataset", "mnist"), config.get("data_dir"))
         evaluate_run(run_dir, vae, config, test_u8[: args.limit], k=args.k,
-                     batch_size=args.batch_size, seed=args.seed)
+                     batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
         return 0
 
     return run_command(body, user_errors=(FileNotFoundError, CheckpointError, RunFileError, DataNotFoundError,

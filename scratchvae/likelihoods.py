@@ -28,6 +28,13 @@ class Likelihood:
         """-log p(x | out) per image, (N,) nats; keeps what ``backward`` needs."""
         raise NotImplementedError
 
+    def nll_value(self, out, x):
+        """``nll`` for scoring, not training: (N,) nats, no cache kept; it may differ from
+        ``nll`` by float rounding where a faster form exists (Bernoulli)."""
+        value = self.nll(out, x)
+        self._cache = None
+        return value
+
     def backward(self, dnll):
         """d(loss)/d(out) from d(loss)/d(nll) (N,); fills ``grads``."""
         raise NotImplementedError
@@ -49,6 +56,9 @@ class Bernoulli(Likelihood):
     def nll(self, out, x):
         value, self._cache = L.bernoulli_nll(out, x)
         return value
+
+    def nll_value(self, out, x):
+        return L.bernoulli_nll_value(out, x)
 
     def backward(self, dnll):
         return L.bernoulli_nll_backward(dnll, self._take())

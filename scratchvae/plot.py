@@ -13,7 +13,6 @@ on machines without a display and leaves any interactive session untouched.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from statistics import NormalDist
@@ -229,35 +228,42 @@ def read_metrics(metrics_csv):
     return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in keys}
 
 
-def loss_curves(metrics_csv, path):
-    """Train and test loss per epoch (left), test reconstruction term and KL (right)."""
-    m = read_metrics(metrics_csv)
-    epochs = m["epoch"]
-    fig = _figure((11.0, 4.2))
-    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+def loss_curves_figure(metrics):
+    """The loss curves of ``read_metrics``'s columns, as a Figure: train and test loss (left),
+    the test reconstruction term (middle) and the test KL (right), per epoch, in nats/image.
+
+    Each curve has its own axes (no twin axis whose points could land on another's), a
+    marker per epoch up to 30 epochs, and an x range from half an epoch before the first to
+    half an epoch after the last, so a one-epoch run shows one visible point per panel.
+    """
+    epochs = metrics["epoch"]
+    fig = _figure((13.0, 4.2))
+    loss, recon, kl = (fig.add_subplot(1, 3, i) for i in (1, 2, 3))
     marker = "o" if len(epochs) <= 30 else None
-    left.plot(epochs, m["train_loss"], marker=marker, label="train")
-    left.plot(epochs, m["test_loss"], marker=marker, label="test")
-    left.set_title("Loss (recon + beta KL)")
-    left.set_ylabel("nats / image")
-    right.plot(epochs, m["test_recon"], marker=marker, color="C2", label="test recon  -log p(x|z)")
-    right.set_ylabel("reconstruction, nats / image", color="C2")
-    kl_axis = right.twinx()
-    kl_axis.plot(epochs, m["test_kl"], marker=marker, color="C3", label="test KL")
-    kl_axis.set_ylabel("KL, nats / image", color="C3")
-    right.set_title("Test loss terms")
-    lines = right.get_lines() + kl_axis.get_lines()
-    right.legend(lines, [line.get_label() for line in lines], loc="best")
-    left.legend()
-    for ax in (left, right):
+    loss.plot(epochs, metrics["train_loss"], marker=marker, label="train")
+    loss.plot(epochs, metrics["test_loss"], marker=marker, label="test")
+    loss.set_title("Loss (recon + beta KL)")
+    loss.legend(loc="best")
+    recon.plot(epochs, metrics["test_recon"], marker=marker, color="C2")
+    recon.set_title("Test reconstruction, $-\\log p(x|z)$")
+    kl.plot(epochs, metrics["test_kl"], marker=marker, color="C3")
+    kl.set_title("Test KL$(q(z|x)\\,\\|\\,p(z))$")
+    for ax in (loss, recon, kl):
         ax.set_xlabel("epoch")
+        ax.set_ylabel("nats / image")
         ax.grid(alpha=0.3)
         if len(epochs):
+            ax.set_xlim(float(np.min(epochs)) - 0.5, float(np.max(epochs)) + 0.5)
             ax.xaxis.get_major_locator().set_params(integer=True)
     if not len(epochs):
-        left.text(0.5, 0.5, "no epochs recorded yet", ha="center", transform=left.transAxes)
+        loss.text(0.5, 0.5, "no epochs recorded yet", ha="center", transform=loss.transAxes)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def loss_curves(metrics_csv, path):
+    """``loss_curves_figure`` of ``metrics.csv``, written as the PNG ``path``."""
+    return _save(loss_curves_figure(read_metrics(metrics_csv)), path)
 
 
 def write_figures(run_dir, vae, config, test_images, test_labels, log=None):
@@ -301,10 +307,9 @@ def build_parser():
         prog="python -m scratchvae.plot",
         description="Draw a run's figures (latent scatter, manifolds, reconstructions, samples, "
         "loss curves) as PNG files in the run folder. Needs pip install -e \".[plot]\".",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run", metavar="RUN", help="run folder written by python -m scratchvae.train")
-    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="array backend")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="array backend (default numpy)")
     p.add_argument("--limit", type=int, default=None,
                    help="use the first N test images for the scatter and reconstructions (default: all)")
     return p

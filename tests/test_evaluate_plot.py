@@ -288,3 +288,140 @@ def test_cupy_backend_iwae_matches_numpy():
     ref = importance_weighted_log_likelihood(tiny_vae("numpy"), x, eps=eps, chunk=5)
     got = importance_weighted_log_likelihood(tiny_vae("numpy").to_backend("cupy"), x, eps=eps, chunk=5)
     np.testing.assert_allclose(got, ref, rtol=1e-10)
+
+
+# -- the scoring likelihood, progress, what evaluate says, help texts, one-epoch curves ---------
+
+def _nll_value_tolerance(old, pixels):
+    """|nll_value - nll| allowed per image, in float32: per pixel 2^-24 for rounding 1 + e and
+    4 ulp (<= 2^-24 each, the values are below 1) for each of log and log1p (NumPy documents
+    float32 log within 4 ulp); then both sums' own rounding (two float32 adds a pixel, and a
+    pairwise sum over ``pixels`` values: ceil(log2 pixels) + 2 ulps of the total each)."""
+    ulp = 2.0 ** -24
+    return pixels * 9 * ulp + 2 * (math.ceil(math.log2(pixels)) + 2) * ulp * np.abs(old)
+
+
+def test_bernoulli_nll_value_agrees_with_bernoulli_nll(backend):
+    """The scoring form (log(1 + e), in place, no cache) against the training form (log1p):
+    float32 to the rounding bound above, float64 to 1e-12; the logits are not modified."""
+    from scratchvae.functional.likelihoods import bernoulli_nll, bernoulli_nll_value
+    from scratchvae.likelihoods import Bernoulli
+
+    rng = np.random.default_rng(7)
+    scale = np.array([0.1, 1.0, 5.0, 20.0, 60.0])[:, None, None, None]  # confident pixels too
+    logits = rng.standard_normal((5, 1, 28, 28)) * scale
+    for x in (rng.random((5, 1, 28, 28)), (rng.random((5, 1, 28, 28)) < 0.3) * 1.0):
+        for dtype in (np.float32, np.float64):
+            ld, xd = to_device(logits, backend, dtype=dtype), to_device(x, backend, dtype=dtype)
+            before = to_host(ld).copy()
+            old, _ = bernoulli_nll(ld, xd)
+            new = bernoulli_nll_value(ld, xd)
+            old, new = to_host(old).astype(np.float64), to_host(new).astype(np.float64)
+            np.testing.assert_array_equal(to_host(ld), before)
+            assert new.dtype == old.dtype and new.shape == (5,)
+            if dtype == np.float32:
+                assert np.all(np.abs(new - old) <= _nll_value_tolerance(old, 784)), (new - old)
+            else:
+                np.testing.assert_allclose(new, old, rtol=1e-12)
+    likelihood = Bernoulli()
+    likelihood.nll_value(ld, xd)
+    assert likelihood._cache is None
+
+
+def test_iwae_with_the_scoring_likelihood_agrees_with_the_training_likelihood(monkeypatch):
+    """The float32 IWAE estimate with ``nll_value`` against the same pass with the training
+    ``nll`` (log1p, as before): log-sum-exp moves by at most the largest shift of a log
+    weight, so the per-image bound of the likelihood holds for the estimate too."""
+    from scratchvae.likelihoods import Bernoulli, Likelihood
+
+    vae = build_vae("paper-mlp", latent_dim=2, seed=0)
+    vae.params["decoder.2.W"][...] *= 8  # confident logits, as a trained model's
+    x = binary_images(6, seed=3).astype(np.float32)
+    eps = np.random.default_rng(2).standard_normal((40, 6, 2))
+    new = importance_weighted_log_likelihood(vae, x, eps=eps, batch_size=4, chunk=16)
+    monkeypatch.setattr(Bernoulli, "nll_value", Likelihood.nll_value)
+    old = importance_weighted_log_likelihood(vae, x, eps=eps, batch_size=4, chunk=16)
+    # the largest per-sample reconstruction NLL, the scale of the sums' rounding
+    mu, logvar = vae.encode(x)
+    z = mu[None] + np.exp(0.5 * F.bound_logvar(logvar)[0])[None] * eps.astype(np.float32)
+    out = vae.decoder.forward(z.reshape(-1, 2), training=False)
+    worst = float(vae.likelihood.nll(out, np.broadcast_to(x[None], (40,) + x.shape).reshape(-1, 1, 28, 28)).max())
+    assert worst > 100  # the bound is not trivially loose
+    assert np.all(np.abs(new - old) <= _nll_value_tolerance(worst, 784)), new - old
+    assert not np.array_equal(new, old)  # the scoring form is really in use
+
+
+def test_iwae_and_elbo_report_progress():
+    vae = tiny_vae(latent_dim=2)
+    x = binary_images(7)
+    calls = []
+    importance_weighted_log_likelihood(vae, x, k=30, batch_size=3, chunk=8, progress=calls.append)
+    assert sum(calls) == 7 * 30
+    assert len(calls) == 3 * 4  # three batches, each 30 samples in chunks of 8, 8, 8, 6
+    images = []
+    negative_elbo(vae, x, batch_size=5, progress=images.append)
+    assert images == [5, 2]
+
+
+def test_evaluate_run_says_what_it_computes_and_shows_a_bar(tmp_path, capsys):
+    from scratchvae.evaluate import evaluate_run
+
+    vae = build_vae("paper-mlp", latent_dim=2, seed=0)
+    u8 = np.random.default_rng(0).integers(0, 256, (12, 28, 28)).astype(np.uint8)
+    lines = []
+    result = evaluate_run(tmp_path, vae, {"preprocess": "unit"}, u8, k=20, batch_size=5,
+                          log=lines.append, progress=True)
+    said = "\n".join(lines)
+    assert "K = 20" in said and "240 decoder passes" in said and "--k" in said and "--limit" in said
+    assert "NLL = -log p(x)" in said
+    err = capsys.readouterr().err
+    assert "IWAE NLL, K = 20" in err and "sample" in err  # tqdm's bar, on stderr
+    assert result["iwae_k"] == 20 and math.isfinite(result["iwae_nll"])
+    evaluate_run(tmp_path, vae, {"preprocess": "unit"}, u8, k=20, batch_size=5, log=lines.append)
+    assert capsys.readouterr().err == ""  # progress=False: no bar
+
+
+@pytest.mark.parametrize("module", ["evaluate", "plot", "train"])
+def test_help_prints_each_default_once(module, monkeypatch):
+    """Each option's help names its default at most once, and names it when it has one."""
+    import argparse
+    import importlib
+
+    monkeypatch.setenv("COLUMNS", "10000")  # no line breaks inside a help text
+    parser = importlib.import_module(f"scratchvae.{module}").build_parser()
+    for action in parser._actions:
+        if not action.option_strings or action.help in (None, argparse.SUPPRESS) or "-h" in action.option_strings:
+            continue
+        formatter = parser.formatter_class(prog=parser.prog)  # the option's block of --help
+        formatter.add_argument(action)
+        line = " ".join(formatter.format_help().split())
+        assert line.count("default") <= 1, line
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert f"default {action.default}" in line or f"default: {action.default}" in line, line
+
+
+def test_loss_curves_of_one_epoch_show_every_point(tmp_path):
+    """A one-epoch run: every panel has a marker at epoch 1 inside a non-degenerate x and y
+    range, away from the edges, and no legend covers it."""
+    pytest.importorskip("matplotlib", reason="the figures need matplotlib: pip install -e '.[plot]'")
+    from scratchvae.plot import loss_curves, loss_curves_figure, read_metrics
+
+    write_metrics(tmp_path, epochs=1)
+    fig = loss_curves_figure(read_metrics(tmp_path / "metrics.csv"))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    points = 0
+    for ax in fig.axes:
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        assert x0 <= 0.5 + 1e-9 and x1 >= 1.5 - 1e-9 and y1 > y0
+        legend = ax.get_legend()
+        box = legend.get_window_extent(renderer) if legend is not None else None
+        for line in ax.get_lines():
+            (px,), (py,) = line.get_xdata(), line.get_ydata()
+            assert line.get_marker() == "o" and line.get_markersize() >= 4
+            assert x0 < px < x1 and y0 + 0.02 * (y1 - y0) < py < y1 - 0.02 * (y1 - y0)
+            if box is not None:
+                assert not box.contains(*ax.transData.transform((px, py)))
+            points += 1
+    assert points == 4  # train and test loss, test recon, test KL
+    png_size(loss_curves(tmp_path / "metrics.csv", tmp_path / "loss_curves.png"))

@@ -36,6 +36,26 @@ def bernoulli_nll(logits, x):
     return _per_image(softplus(logits, e) - x * logits), (logits, x, e)
 
 
+def bernoulli_nll_value(logits, x):
+    """The value of ``bernoulli_nll`` alone, for scoring (the importance-weighted bound): no
+    cache, one scratch array reused in place, and log(1 + e) for log1p(e).
+
+    per pixel: max(l, 0) + log(1 + exp(-|l|)) - x l, summed as ``bernoulli_nll`` sums it.
+    NumPy's float32 ``log1p`` is scalar code, about 4x its ``log`` (docs/performance.md);
+    with e = exp(-|l|) in (0, 1], rounding 1 + e costs at most 2^-24 nats a pixel (the
+    log1p form keeps e's relative precision, which a sum of nats does not need), so the
+    two agree to float rounding (``test_bernoulli_nll_value_agrees_with_bernoulli_nll``).
+    """
+    xp = get_array_module(logits)
+    t = xp.abs(logits)  # one scratch array: |l|, then e, 1 + e, log(1 + e), x l
+    xp.exp(xp.negative(t, out=t), out=t)
+    t += 1
+    per_pixel = xp.maximum(logits, 0)
+    per_pixel += xp.log(t, out=t)
+    per_pixel -= xp.multiply(x, logits, out=t)
+    return _per_image(per_pixel)
+
+
 def bernoulli_nll_backward(dnll, cache):
     """d/dlogits = dnll * (sigmoid(l) - x)."""
     logits, x, e = cache
