@@ -214,16 +214,19 @@ def test_each_planted_violation_fails_the_suite_on_the_standin(cupy, tmp_path):
 # ---------------------------------------------------------------- the suite and train on the stand-in
 
 def test_backend_tests_pass_on_the_cupy_standin(cupy):
-    """Every test that takes a backend, run with --backend cupy against the stand-in."""
+    """Every test that takes a backend, run with --backend cupy against the stand-in, less the
+    finite-difference gradient checks (-m "not gradcheck"): they repeat the calls of the
+    forward/backward tests thousands of times (9 of the run's 13 minutes on a loaded 2-core
+    machine) and prove the calculus, which the NumPy run does."""
     deselect = [arg for test in STREAM_DEPENDENT for arg in ("--deselect", test)]
     out = subprocess.run([sys.executable, "-m", "pytest", "tests", "--backend", "cupy", "--cupy-standin",
-                          "-q", "-p", "no:cacheprovider", "-x", *deselect],
+                          "-q", "-p", "no:cacheprovider", "-x", "-m", "not gradcheck", *deselect],
                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1500)
     tail = out.stdout[-4000:] + out.stderr[-2000:]
     assert out.returncode == 0, tail
     summary = out.stdout.strip().splitlines()[-1]
     passed = int(summary.split(" passed")[0].split()[-1])
-    assert passed > 200 and " failed" not in summary and "error" not in summary, tail
+    assert passed > 150 and " failed" not in summary and "error" not in summary, tail
 
 
 def _mnist_or_skip():
