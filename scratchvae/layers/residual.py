@@ -1,10 +1,10 @@
 """Residual: y = body(x) + shortcut(x), the identity shortcut when None. Math in
 ``functional/residual.py``; derivation in docs/layers.md#residual."""
 from ..functional.residual import residual_backward, residual_forward
-from .base import Layer, gather
+from .base import Composite, Layer, gather
 
 
-class Residual(Layer):
+class Residual(Composite, Layer):
     """A skip connection around ``body`` (any layer, usually a ``Sequential``).
 
     ``shortcut`` maps x to the body's output shape where the two differ (a strided 1x1
@@ -24,14 +24,6 @@ class Residual(Layer):
 
     def _children(self):
         return (("body", self.body),) + ((("shortcut", self.shortcut),) if self.shortcut else ())
-
-    @property
-    def params(self):
-        return gather(self._children(), "params")
-
-    @property
-    def grads(self):
-        return gather(self._children(), "grads")
 
     @property
     def buffers(self):
