@@ -272,9 +272,9 @@ def stage_train(args):
             cmd += ["--train-limit", "256" if model == "paper-mlp" else "128", "--val-limit", "128"]
         log_path = Path(args.runs) / f"train-{role}-{model}.log"
         with open(log_path, "w") as log:
+            # in this stage's process group, so that killing the stage at its budget kills them too
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
-                                    env=child_env(threads if backend == "numpy" else None),
-                                    start_new_session=True)
+                                    env=child_env(threads if backend == "numpy" else None))
         jobs[(role, model)] = (proc, log_path, time.perf_counter())
     deadline = time.perf_counter() + budget
     runs, failed = {}, []
@@ -282,7 +282,7 @@ def stage_train(args):
         try:
             code = proc.wait(timeout=max(1.0, deadline - time.perf_counter()))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+            proc.kill()
             proc.wait()
             code = None
         backend, epochs, folder = plan[key]
@@ -461,8 +461,8 @@ def stage_step_times(args):
         details[f"{model} {batch}"] = entry
         cells = [f"{entry['scratchvae_ms']:.3f}" + (f" / {entry['scratchvae_ms_second_pairing']:.3f}"
                                                     if "scratchvae_ms_second_pairing" in entry else "")]
-        for key in ("torch_eager_ms", "torch_graph_ms"):
-            cells.append(f"{entry[key]:.3f} ({entry['scratchvae_ms'] / entry[key]:.2f})" if key in entry else "-")
+        for key, ours_key in (("torch_eager_ms", "scratchvae_ms"), ("torch_graph_ms", "scratchvae_ms_second_pairing")):
+            cells.append(f"{entry[key]:.3f} ({entry[ours_key] / entry[key]:.2f})" if key in entry else "-")
         rows.append(f"| {model} | {batch} | " + " | ".join(cells) + " |")
     versions = f"torch {torch.__version__} (CUDA {torch.version.cuda})" if torch is not None else torch_why
     md = [f"Milliseconds per full training step (forward, backward, Adam), median of {steps} steps "
@@ -472,7 +472,8 @@ def stage_step_times(args):
           "`torch_reference.py`'s models). TF32 is off in PyTorch, so both compute in float32. "
           "The CUDA-graph column captures PyTorch's whole step (static input, "
           "`Adam(capturable=True)`) and replays it. In brackets: scratchvae / PyTorch "
-          "(below 1: scratchvae is faster). Two scratchvae numbers: its median in each pairing.",
+          "(below 1: scratchvae is faster), each against scratchvae's median in that pairing "
+          "(the two scratchvae numbers).",
           "", "| model | batch | scratchvae ms | torch eager ms (ratio) | torch CUDA graph ms (ratio) |",
           "|---|---|---|---|---|", *rows]
     if graph_why:
