@@ -296,13 +296,13 @@ def stage_train(args):
     md = [f"`python -m scratchvae.train --model M --epochs E --backend B --no-figures` on "
           f"{'a tiny subset (--quick: 256 or 128 training images)' if args.quick else 'the 60,000 MNIST training images'}, "
           f"the test negative ELBO on {'the first 128' if args.quick else 'the 10,000'} test images after "
-          f"each epoch (nats per image). All {len(plan)} runs start at once; NumPy runs use {threads} "
-          "BLAS threads each, so the seconds are those of a shared machine. The backends draw "
+          f"each epoch (nats per image). All {len(plan)} runs start at once; each NumPy run has "
+          f"{threads} BLAS thread(s), so the seconds are those of a shared machine. The backends draw "
           "different initial weights and noise (their generators' streams differ), so the two "
           "losses agree to a seed's spread, not exactly: the check is |difference| <= "
           f"{ELBO_AGREEMENT:.0%} of the NumPy loss (on --backend numpy: equal; with --quick on "
           "another backend: not checked).", "",
-          f"| model | epoch | {args.backend} test -ELBO | {args.backend} s | numpy test -ELBO | numpy s | difference |",
+          f"| model | epoch | {args.backend} (tested) test -ELBO | s | numpy (reference) test -ELBO | s | difference |",
           "|---|---|---|---|---|---|---|"]
     for model, epochs in TRAIN_RUNS:
         ours, theirs = runs[("candidate", model)]["rows"], runs[("reference", model)]["rows"]
