@@ -442,7 +442,7 @@ def stage_step_times(args):
         graph_why = torch_why
     elif device != "cuda":
         graph_why = "CUDA graphs need a CUDA device (this run is on the CPU)"
-    rows, details = [], {}
+    rows, details, graph_errors = [], {}, []
     for model, batch in configs:
         ours = ScratchStep(model, batch, args.backend)
         ours.sync = lambda xp=ours.xp: synchronize(xp)
@@ -455,9 +455,14 @@ def stage_step_times(args):
             t_ours, t_eager = time_alternating(ours, eager, steps, warmup, block)
             entry.update(scratchvae_ms=t_ours * 1e3, torch_eager_ms=t_eager * 1e3)
             if not graph_why:
-                graphed = graph_step_class()(model, batch)
-                t_ours2, t_graph = time_alternating(ours, graphed, steps, warmup, block)
-                entry.update(scratchvae_ms_second_pairing=t_ours2 * 1e3, torch_graph_ms=t_graph * 1e3)
+                try:  # a capture that fails costs its column, not the eager numbers
+                    graphed = graph_step_class()(model, batch)
+                    t_ours2, t_graph = time_alternating(ours, graphed, steps, warmup, block)
+                    entry.update(scratchvae_ms_second_pairing=t_ours2 * 1e3, torch_graph_ms=t_graph * 1e3)
+                except Exception as exc:  # noqa: BLE001 - reported in the table and the details
+                    traceback.print_exc()
+                    entry["torch_graph_error"] = one_line(exc)
+                    graph_errors.append(f"{model} {batch}: {one_line(exc)}")
         details[f"{model} {batch}"] = entry
         cells = [f"{entry['scratchvae_ms']:.3f}" + (f" / {entry['scratchvae_ms_second_pairing']:.3f}"
                                                     if "scratchvae_ms_second_pairing" in entry else "")]
@@ -480,10 +485,14 @@ def stage_step_times(args):
         md += ["", f"CUDA graph: SKIPPED ({graph_why})."]
     if torch is None:
         md += ["", f"PyTorch: SKIPPED ({torch_why})."]
+    if graph_errors:
+        md += ["", "CUDA graph capture FAILED: " + "; ".join(graph_errors) + " (logs/steps.log)."]
     details.update(torch=versions, graph_skipped=graph_why or None)
     summary = "; ".join(f"{k}: {v['scratchvae_ms']:.2f} ms" + (f" (torch eager {v['torch_eager_ms']:.2f})"
                                                               if "torch_eager_ms" in v else "")
                         for k, v in details.items() if isinstance(v, dict))
+    if graph_errors:
+        return result("FAILED", summary, "\n".join(md), details, "CUDA graph capture failed: " + graph_errors[0])
     return result("PASSED", summary, "\n".join(md), details)
 
 
