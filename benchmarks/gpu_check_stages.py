@@ -543,8 +543,15 @@ def stage_reseed(args):
     md += [f"| {labels[k]} | {m * 1e3:.4f} | {lo * 1e3:.4f} | {hi * 1e3:.4f} |" for k, (m, lo, hi) in timings.items()]
     ratio = timings["reseed"][0] / timings["paper_mlp_step_64"][0]
     md += ["", f"A reseed costs {ratio:.1%} of a paper-mlp step."]
+    # what docs/performance.md ("Noise on the GPU") reads from CuPy's source, recorded as found:
+    # the states a reseed sets up and the width of the key CuPy keeps from the seed
+    bitgen = getattr(g._rng, "bit_generator", None)
+    states, key = getattr(bitgen, "_size", None), getattr(bitgen, "_seed", None)
+    key_dtype = str(np.asarray(to_host(key)).dtype) if key is not None else None
+    md += ["", f"Bit generator after a reseed: `{type(bitgen).__name__}`, {states} states set up, "
+               f"key kept from the seed: {key_dtype}."]
     details = {k: dict(median_ms=m * 1e3, min_ms=lo * 1e3, max_ms=hi * 1e3) for k, (m, lo, hi) in timings.items()}
-    details["reseed_over_step"] = ratio
+    details.update(reseed_over_step=ratio, bit_generator=type(bitgen).__name__, states=states, key_dtype=key_dtype)
     return result("PASSED", f"reseed {timings['reseed'][0] * 1e3:.3f} ms = {ratio:.1%} of a paper-mlp "
                   f"step ({timings['paper_mlp_step_64'][0] * 1e3:.3f} ms)", "\n".join(md), details)
 
