@@ -1,6 +1,6 @@
 """The K = 5000 importance-weighted pass against its matrix-product bound.
 
-    python benchmarks/iwae_bound.py                          # untrained paper-mlp z = 2, 100 images
+    python benchmarks/iwae_bound.py                          # untrained paper-mlp z = 2, 200 images
     python benchmarks/iwae_bound.py --run runs/paper-mlp-z2-... --images 100 --repeats 5
 
 The bound: the decoder's matrix products alone, the same shapes (one product per Dense layer
@@ -101,7 +101,8 @@ def elementwise_costs(vae, rows):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", help="a run folder to load (default: an untrained paper-mlp, z = 2)")
-    p.add_argument("--images", type=int, default=100, help="test images (default 100)")
+    p.add_argument("--images", type=int, default=200,
+                   help="test images (default 200: two batches, so that both workers have one)")
     p.add_argument("--k", type=int, default=5000, help="importance samples per image (default 5000)")
     p.add_argument("--batch-size", type=int, default=100, help="images per pass (default 100)")
     p.add_argument("--codes", type=int, default=IWAE_CODES_PER_CALL,

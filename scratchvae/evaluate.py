@@ -23,7 +23,9 @@ import contextlib
 import json
 import math
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ from .functional.latent import bound_logvar, gaussian_log_density
 EVALUATION_NAME = "evaluation.json"
 TEST_BINARIZATION_TAG = 7_000_001  # seeds the fixed binarization of the test set with (seed, tag)
 NOISE_BLOCK = 64  # importance samples per noise block (see _BlockNoise)
-IWAE_CODES_PER_CALL = 4096  # default latent codes per decoder call: chunk * batch
+IWAE_CODES_PER_CALL = 1024  # default latent codes per decoder call (chunk * batch): arrays that stay in cache
 
 
 def _as_model_input(vae, images):
@@ -116,7 +118,7 @@ class _BlockNoise:
 
 
 def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chunk=None, seed=0,
-                                       eps=None, progress=None):
+                                       eps=None, progress=None, workers=None):
     """IWAE estimate of log p(x) for each image, in nats: a float64 host array of shape (N,).
 
     log p(x) ~ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K, with
@@ -127,6 +129,9 @@ def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chun
     Memory stays bounded: each decoder call sees ``chunk * batch_size`` latent codes and a
     running logsumexp (max and scaled sum per image, float64) folds each chunk in. The
     encoder runs once per batch; log p(x|z) comes from ``likelihood.nll_value`` (no cache).
+    On NumPy the batches are shared among ``workers`` threads, each with a one-thread BLAS
+    (NumPy's elementwise work is single-threaded; docs/performance.md). Every batch is
+    computed alone, by the same operations, so the result does not depend on ``workers``.
 
     Parameters
     ----------
@@ -139,6 +144,8 @@ def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chun
     eps : optional (K, N, latent_dim) standard normal noise to use instead of drawing it
     progress : optional callable, given the number of importance samples (codes decoded,
         images x samples) after each decoder call; N * K in all
+    workers : threads on NumPy; default: as many as BLAS has (``threadpoolctl``), so
+        ``OPENBLAS_NUM_THREADS=1`` runs one. CuPy always runs one.
     """
     x = _as_model_input(vae, images)
     n, d = x.shape[0], vae.latent_dim
@@ -153,45 +160,99 @@ def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chun
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
     chunk = min(chunk, k)
-    xp, f64 = vae.rng.xp, np.float64
-    zero = xp.zeros((), dtype=f64)
-    results = []
-    for start in range(0, n, batch_size):
-        xb = x[start : start + batch_size]
-        b = xb.shape[0]
-        mu, logvar = vae.encode(xb)
-        lv, _ = bound_logvar(logvar)
-        sigma = xp.exp(0.5 * lv)
-        mu64, lv64 = mu.astype(f64), lv.astype(f64)
-        # x repeated for the largest chunk, sample-major: rows [j*b, (j+1)*b) are sample j
-        x_rep = xp.broadcast_to(xb[None], (chunk,) + xb.shape).reshape((chunk * b,) + xb.shape[1:])
-        noise = None if eps is not None else _BlockNoise(vae.rng, seed, start, (b, d), vae.dtype)
-        run_max = run_sum = None
-        for c0 in range(0, k, chunk):
-            c = min(chunk, k - c0)
-            if eps is None:
-                e = noise.take(c)
-            else:
-                e = to_device(eps[c0 : c0 + c, start : start + b], vae.backend, dtype=vae.dtype)
-            z = mu[None] + sigma[None] * e  # (c, b, d)
-            out = vae.decoder.forward(z.reshape(c * b, d), training=False)
-            log_px_z = -vae.likelihood.nll_value(out, x_rep[: c * b]).astype(f64).reshape(c, b)
-            z64 = z.astype(f64)
-            log_pz = gaussian_log_density(z64, zero, zero).sum(axis=2)
-            log_qz = gaussian_log_density(z64, mu64[None], lv64[None]).sum(axis=2)
-            log_w = log_px_z + log_pz - log_qz  # (c, b)
-            chunk_max = log_w.max(axis=0)
-            if run_max is None:
-                run_max = chunk_max
-                run_sum = xp.exp(log_w - run_max).sum(axis=0)
-            else:
-                new_max = xp.maximum(run_max, chunk_max)
-                run_sum = run_sum * xp.exp(run_max - new_max) + xp.exp(log_w - new_max).sum(axis=0)
-                run_max = new_max
-            if progress is not None:
-                progress(c * b)
-        results.append(run_max + xp.log(run_sum) - math.log(k))
+    starts = range(0, n, batch_size)
+    if progress is not None:
+        progress = _serialized(progress)
+
+    def batch(start):
+        e = None if eps is None else eps[:, start : start + batch_size]
+        return _log_px_batch(vae, x[start : start + batch_size], start, k, chunk, seed, e, progress)
+
+    with _batch_threads(vae, workers, len(starts)) as pool:
+        results = list(pool.map(batch, starts))
+    xp = vae.rng.xp
     return to_host(xp.concatenate(results)).astype(np.float64)
+
+
+def _log_px_batch(vae, xb, start, k, chunk, seed, eps, progress):
+    """The estimate for one batch of images (rows ``start`` on of the whole): (b,) float64."""
+    xp, f64 = vae.rng.xp, np.float64
+    b, d = xb.shape[0], vae.latent_dim
+    zero = xp.zeros((), dtype=f64)
+    mu, logvar = vae.encode(xb)
+    lv, _ = bound_logvar(logvar)
+    sigma = xp.exp(0.5 * lv)
+    mu64, lv64 = mu.astype(f64), lv.astype(f64)
+    # x repeated for the largest chunk, sample-major: rows [j*b, (j+1)*b) are sample j
+    x_rep = xp.broadcast_to(xb[None], (chunk,) + xb.shape).reshape((chunk * b,) + xb.shape[1:])
+    # its own generator: the draws are a function of (seed, start, block) alone (_BlockNoise)
+    noise = None if eps is not None else _BlockNoise(Generator(0, vae.backend), seed, start, (b, d), vae.dtype)
+    run_max = run_sum = None
+    for c0 in range(0, k, chunk):
+        c = min(chunk, k - c0)
+        e = noise.take(c) if eps is None else to_device(eps[c0 : c0 + c], vae.backend, dtype=vae.dtype)
+        z = mu[None] + sigma[None] * e  # (c, b, d)
+        out = vae.decoder.forward(z.reshape(c * b, d), training=False)
+        log_px_z = -vae.likelihood.nll_value(out, x_rep[: c * b]).astype(f64).reshape(c, b)
+        z64 = z.astype(f64)
+        log_pz = gaussian_log_density(z64, zero, zero).sum(axis=2)
+        log_qz = gaussian_log_density(z64, mu64[None], lv64[None]).sum(axis=2)
+        log_w = log_px_z + log_pz - log_qz  # (c, b)
+        chunk_max = log_w.max(axis=0)
+        if run_max is None:
+            run_max = chunk_max
+            run_sum = xp.exp(log_w - run_max).sum(axis=0)
+        else:
+            new_max = xp.maximum(run_max, chunk_max)
+            run_sum = run_sum * xp.exp(run_max - new_max) + xp.exp(log_w - new_max).sum(axis=0)
+            run_max = new_max
+        if progress is not None:
+            progress(c * b)
+    return run_max + xp.log(run_sum) - math.log(k)
+
+
+def _serialized(fn):
+    """``fn`` behind a lock: the progress callback may be called from several threads."""
+    lock = threading.Lock()
+
+    def call(*args):
+        with lock:
+            return fn(*args)
+    return call
+
+
+class _InOrder:
+    """``map`` in the calling thread: the one-worker pool."""
+
+    @staticmethod
+    def map(fn, items):
+        return map(fn, items)
+
+
+@contextlib.contextmanager
+def _batch_threads(vae, workers, batches):
+    """A pool of ``workers`` threads for the batches of the pass (the calling thread alone
+    for one), with BLAS limited to one thread meanwhile on NumPy, so that every batch is
+    computed the same way whatever the number of workers. CuPy runs in the calling thread."""
+    if workers is not None and int(workers) < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if vae.backend != "numpy":
+        yield _InOrder
+        return
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:  # a declared dependency; without it the pass runs as BLAS is set
+        yield _InOrder
+        return
+    if workers is None:
+        workers = max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
+    workers = min(int(workers), batches)
+    with threadpool_limits(limits=1, user_api="blas"):
+        if workers == 1:
+            yield _InOrder
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                yield pool
 
 
 # -- the command line ----------------------------------------------------------------------
