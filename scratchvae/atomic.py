@@ -91,6 +91,19 @@ def atomic_open(path, mode="wb"):
     fsync_folder(path.parent)
 
 
+def check_writable(path):
+    """Raise the ``OSError`` that writing ``path`` atomically would meet (a read-only or full
+    folder, no permission): a temporary file is created beside it, as ``atomic_open`` does,
+    and removed. ``path`` itself is not touched."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def write_atomically(path, data):
     """Write ``data`` (str or bytes) to ``path`` atomically."""
     with atomic_open(path, "w" if isinstance(data, str) else "wb") as f:

@@ -32,7 +32,7 @@ try:
 except ImportError:  # Windows: no flock; a second writer is not detected there (docs/training.md)
     fcntl = None
 
-from .atomic import temporary_name_of, write_atomically
+from .atomic import check_writable, temporary_name_of, write_atomically
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint, read_meta, save_checkpoint
 from .run_schema import (RunFileError, check_metrics_rows, dumps_strict, format_metrics_csv, loads_strict, parse_config_json,
                          parse_metrics_csv)
@@ -199,7 +199,13 @@ class RunFolder:
         if CHECKPOINT_NAME not in names and not (CONFIG_NAME in names and LOCK_NAME in names):
             raise RunFolderError(f"--resume {folder.path}: no run there (no {CHECKPOINT_NAME}, no "
                                  f"{CONFIG_NAME}); start one with --out {folder.path}")
-        return folder.lock()
+        folder.lock()
+        try:
+            check_writable(folder.path / CHECKPOINT_NAME)  # refuse now, not after an epoch of training
+        except OSError:
+            folder.release()
+            raise
+        return folder
 
     # -- the files -------------------------------------------------------------------------
     def has_checkpoint(self) -> bool:
