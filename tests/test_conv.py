@@ -18,6 +18,7 @@ from scratchvae.functional import (
 from scratchvae.gradcheck import check_layer
 from scratchvae.layers import Conv2d, ConvTranspose2d
 
+from optional import torch_or_skip
 from strategies import conv_geometry, conv_transpose_geometry
 
 seeds = st.integers(0, 2**16)
@@ -330,7 +331,7 @@ def test_conv_float32_close_to_float64(backend, kind):
 @pytest.mark.parametrize("kind", ["conv", "convt"])
 @given(data=st.data())
 def test_conv_matches_torch(backend, kind, data):
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     g = data.draw(conv_geometry() if kind == "conv" else conv_transpose_geometry())
     seed = data.draw(seeds)
     if kind == "conv":

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from optional import torch_or_skip
+
 from mnist_data import mnist_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +32,7 @@ def test_lockstep_losses_agree_to_float32_rounding(model):
     training loss agrees to float32 rounding (about 1e-7 relative; a wrong mask, eps, weight
     copy or gradient would show at once), and so do the test losses and the weights after
     Adam; a wrong dropout mask alone moves a loss by whole nats."""
-    pytest.importorskip("torch", reason="the lockstep comparison needs PyTorch (optional)")
+    torch_or_skip()
     record = lockstep.train_pair(model, 3, seed=1, train_limit=192, epochs=1, test_limit=200,
                                  data_dir=mnist_dir())
     losses = np.array(record["losses"])

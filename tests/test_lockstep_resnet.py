@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from optional import torch_or_skip
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,8 +23,7 @@ def _load():
 
 
 def test_resnet_lockstep_losses_agree_to_float32_rounding():
-    pytest.importorskip("torch", reason="the lockstep comparison needs PyTorch (optional): "
-                                        "pip install torch==2.13.0")
+    torch_or_skip()
     lockstep = _load()
     record = lockstep.train_pair(widths=(4, 6, 8, 10), image_size=16, latent_dim=6, batch=8,
                                  steps=4, seed=3, threads=1)
@@ -44,8 +45,7 @@ def test_resnet_lockstep_losses_agree_to_float32_rounding():
 def test_resnet_lockstep_in_float64_agrees_to_1e_12():
     """In float64 the rounding that float32 amplifies (see the benchmark's docstring) is gone:
     every step's loss and the weights after Adam agree to ~1e-13."""
-    pytest.importorskip("torch", reason="the lockstep comparison needs PyTorch (optional): "
-                                        "pip install torch==2.13.0")
+    torch_or_skip()
     lockstep = _load()
     record = lockstep.train_pair(widths=(4, 6, 8, 10), image_size=16, latent_dim=6, batch=8,
                                  steps=4, seed=5, threads=1, dtype="float64")

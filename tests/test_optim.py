@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from optional import torch_or_skip
+
 from scratchvae.backend import backend_of, get_xp, to_device, to_host
 from scratchvae.layers import Dense
 from scratchvae.optim import SGD, Adam
@@ -316,14 +318,14 @@ def _torch_compare(torch, opt_cls, torch_cls, kwargs, torch_kwargs, n_steps=4):
 
 
 def test_adam_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     _torch_compare(torch, Adam, torch.optim.Adam, {}, {})
     _torch_compare(torch, Adam, torch.optim.Adam, {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1},
                    {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1})
 
 
 def test_sgd_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     kw = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}
     _torch_compare(torch, SGD, torch.optim.SGD, kw, kw)
     _torch_compare(torch, SGD, torch.optim.SGD, {"lr": 0.05}, {"lr": 0.05})

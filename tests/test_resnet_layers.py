@@ -30,6 +30,7 @@ from scratchvae.layers import (
     Upsample,
 )
 
+from optional import torch_or_skip
 from strategies import conv_geometry, conv_transpose_geometry, small, upsample_geometry
 
 seeds = st.integers(0, 2**16)
@@ -319,7 +320,7 @@ def test_bad_input_errors(backend, name):
 
 # -- against PyTorch, where it is installed ---------------------------------------
 def test_new_layers_match_torch(backend):
-    torch = pytest.importorskip("torch", reason="PyTorch not installed: the outside reference is optional")
+    torch = torch_or_skip()
     x = _normal(0, (2, 3, 5, 6))
     dy_up = _normal(1, (2, 3, 10, 12))
     up = Upsample(2, **_kw(backend))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from optional import torch_or_skip
+
 from mnist_data import mnist_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,8 +62,7 @@ def test_a_failed_run_loses_only_itself_and_reruns_skip(tmp_path):
 
 
 def test_quick_end_to_end(tmp_path, capsys):
-    pytest.importorskip("torch", reason="the PyTorch reference runs need torch (an optional "
-                                        "dependency of benchmarks/ only)")
+    torch_or_skip()
     results, md, doc = tmp_path / "results", tmp_path / "report.md", tmp_path / "doc.md"
     doc.write_text("# Reproduction\n\nhand-written text\n")
     args = ["--quick", "--jobs", "2", "--results", str(results), "--markdown", str(md),
