@@ -98,13 +98,11 @@ def test_health_check_names_the_missing_library(monkeypatch):
     """Each stage of the one-time health check, made to fail on the CuPy stand-in the way a
     machine with only the NVIDIA driver fails, gives one line naming the library, the CUDA
     version the installed CuPy was built for, and the command that fixes it."""
-    import cupy as real  # the installed wheel: its own idea of its CUDA version
-
-    version = real.cuda.runtime.runtimeGetVersion()
+    standin = _standin(monkeypatch)  # skips, saying how to install it, without the CuPy wheel
+    version = standin._real.cuda.runtime.runtimeGetVersion()  # the wheel's own CUDA version
     cuda = f"{version // 1000}.{version % 1000 // 10}"
     extra = f"cuda{version // 1000}"
 
-    standin = _standin(monkeypatch)
     assert get_xp("cupy") is standin  # control: the stand-in passes all four stages
     assert cupy_available() == (True, "")
 
