@@ -280,8 +280,12 @@ def missing_figures(path: Path, workdir: Path) -> list[str]:
 
 def main(argv=None) -> int:
     """Run the lessons named on the command line; report every output that differs."""
+    import argparse
     import tempfile
-    paths = [Path(p) for p in (argv if argv is not None else sys.argv[1:])]
+    parser = argparse.ArgumentParser(description="Run lessons as the test suite does and report "
+                                     "every printed output that differs from the Markdown.")
+    parser.add_argument("lessons", nargs="+", type=Path, help="lesson files, e.g. lessons/09_latent_space.md")
+    paths = parser.parse_args(argv).lessons
     failed = 0
     for p in paths:
         differs = []

@@ -85,7 +85,20 @@ def save_checkpoint(path, vae, optimizer, position: dict, config: dict, metrics:
                 config=config, dtype=vae.dtype.name, metrics=list(metrics))
     arrays[META_KEY] = np.array(dumps_strict(meta))
     with atomic_open(path) as f:
-        np.savez(f, **arrays)
+        _write_npz(f, arrays)
+
+
+def _write_npz(f, arrays):
+    """What ``np.savez`` writes (one stored ``NAME.npy`` member per array), with the archive
+    closed however a write ends: NumPy before 2.0 leaves it open when a write fails (a full
+    disk), and its finalizer then prints a traceback after the one-line error."""
+    archive = zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
+    try:
+        for name, value in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                npy_format.write_array(member, np.asanyarray(value), allow_pickle=False)
+    finally:
+        archive.close()
 
 
 # -- reading ---------------------------------------------------------------------------------
