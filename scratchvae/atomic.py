@@ -16,8 +16,12 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
+from numpy.lib import format as npy_format
 
 CRASH_ENV = "SCRATCHVAE_CRASH_AT"
 CRASH_PHASES = ("written", "synced", "renamed")
@@ -108,3 +112,18 @@ def write_atomically(path, data):
     """Write ``data`` (str or bytes) to ``path`` atomically."""
     with atomic_open(path, "w" if isinstance(data, str) else "wb") as f:
         f.write(data)
+
+
+def write_npz_atomically(path, arrays):
+    """Write ``arrays`` (a dict of host arrays) to ``path`` atomically, as ``np.savez`` would:
+    one stored ``NAME.npy`` member per array. The archive is closed however a write ends:
+    NumPy before 2.0 leaves it open when a write fails (a full disk), and its finalizer then
+    prints a traceback after the one-line error."""
+    with atomic_open(path) as f:
+        archive = zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        try:
+            for name, value in arrays.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    npy_format.write_array(member, np.asanyarray(value), allow_pickle=False)
+        finally:
+            archive.close()

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
-from .atomic import atomic_open
+from .atomic import write_npz_atomically
 from .backend import to_device, to_host
 from .run_schema import (RunFileError, check_config, check_metrics_rows, check_position,
                          dumps_strict, loads_strict)
@@ -84,21 +84,7 @@ def save_checkpoint(path, vae, optimizer, position: dict, config: dict, metrics:
     meta = dict(format=FORMAT_VERSION, architecture=architecture_of(vae), position=position,
                 config=config, dtype=vae.dtype.name, metrics=list(metrics))
     arrays[META_KEY] = np.array(dumps_strict(meta))
-    with atomic_open(path) as f:
-        _write_npz(f, arrays)
-
-
-def _write_npz(f, arrays):
-    """What ``np.savez`` writes (one stored ``NAME.npy`` member per array), with the archive
-    closed however a write ends: NumPy before 2.0 leaves it open when a write fails (a full
-    disk), and its finalizer then prints a traceback after the one-line error."""
-    archive = zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
-    try:
-        for name, value in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                npy_format.write_array(member, np.asanyarray(value), allow_pickle=False)
-    finally:
-        archive.close()
+    write_npz_atomically(path, arrays)
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_open
+from .atomic import write_npz_atomically
 from .backend import Generator, get_xp, resolve_dtype, to_device, to_host
 from .data import load_split
 from .data.mnist import prepare_batch
@@ -240,8 +240,7 @@ def save_classifier(path, clf, meta: dict):
     meta = dict(meta, format=FORMAT, version=CACHE_VERSION, dtype=clf.dtype.name,
                 shapes={k: list(v.shape) for k, v in clf.params.items()})
     arrays["meta"] = np.array(json.dumps(meta))
-    with atomic_open(Path(path)) as f:
-        np.savez(f, **arrays)
+    write_npz_atomically(Path(path), arrays)
 
 
 def load_classifier(path, backend="numpy"):
