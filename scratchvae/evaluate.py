@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from .atomic import write_atomically
 from .backend import BACKENDS, BackendUnavailableError, Generator, get_array_module, to_device, to_host
@@ -237,11 +238,6 @@ def _batch_threads(vae, workers, batches):
     if workers is not None and int(workers) < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if vae.backend != "numpy":
-        yield _InOrder
-        return
-    try:
-        from threadpoolctl import threadpool_info, threadpool_limits
-    except ImportError:  # a declared dependency; without it the pass runs as BLAS is set
         yield _InOrder
         return
     if workers is None:
