@@ -66,13 +66,18 @@ def temporary_name_of(path) -> str:
     return f".{Path(path).name}.*.tmp"
 
 
+def _temporary_beside(path):
+    """``(fd, name)`` of a new temporary file beside ``path``, named as ``temporary_name_of`` says."""
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
 @contextmanager
 def atomic_open(path, mode="wb"):
     """Yield a file object; on a clean exit it replaces ``path`` (temp file, fsync, rename,
     fsync of the folder), on an error it vanishes and ``path`` is unchanged."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary_beside(path)
     try:
         with os.fdopen(fd, mode) as f:
             if hasattr(os, "fchmod"):
@@ -101,7 +106,7 @@ def check_writable(path):
     and removed. ``path`` itself is not touched."""
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _temporary_beside(path)
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     os.close(fd)

@@ -169,8 +169,8 @@ def importance_weighted_log_likelihood(vae, images, k=5000, batch_size=100, chun
         e = None if eps is None else eps[:, start : start + batch_size]
         return _log_px_batch(vae, x[start : start + batch_size], start, k, chunk, seed, e, progress)
 
-    with _batch_threads(vae, workers, len(starts)) as pool:
-        results = list(pool.map(batch, starts))
+    with _batch_threads(vae, workers, len(starts)) as run:
+        results = list(run(batch, starts))
     xp = vae.rng.xp
     return to_host(xp.concatenate(results)).astype(np.float64)
 
@@ -222,33 +222,26 @@ def _serialized(fn):
     return call
 
 
-class _InOrder:
-    """``map`` in the calling thread: the one-worker pool."""
-
-    @staticmethod
-    def map(fn, items):
-        return map(fn, items)
-
-
 @contextlib.contextmanager
 def _batch_threads(vae, workers, batches):
-    """A pool of ``workers`` threads for the batches of the pass (the calling thread alone
-    for one), with BLAS limited to one thread meanwhile on NumPy, so that every batch is
-    computed the same way whatever the number of workers. CuPy runs in the calling thread."""
+    """A ``map`` over the batches of the pass: on ``workers`` threads (the builtin ``map``, in
+    the calling thread, for one), with BLAS limited to one thread meanwhile on NumPy, so that
+    every batch is computed the same way whatever the number of workers. CuPy runs in the
+    calling thread."""
     if workers is not None and int(workers) < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if vae.backend != "numpy":
-        yield _InOrder
+        yield map
         return
     if workers is None:
         workers = max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
     workers = min(int(workers), batches)
     with threadpool_limits(limits=1, user_api="blas"):
         if workers == 1:
-            yield _InOrder
+            yield map
         else:
             with ThreadPoolExecutor(workers) as pool:
-                yield pool
+                yield pool.map
 
 
 # -- the command line ----------------------------------------------------------------------
