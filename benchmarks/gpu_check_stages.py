@@ -348,9 +348,9 @@ def read_rows(folder):
 # ---------------------------------------------------------------- 4. the importance-weighted bound
 
 def stage_iwae(args):
-    from scratchvae.checkpoint import load_model
+    from scratchvae.runs.checkpoint import load_model
     from scratchvae.data import load_split
-    from scratchvae.evaluate import importance_weighted_log_likelihood, preprocess_test_images
+    from scratchvae.estimators import importance_weighted_log_likelihood, preprocess_test_images
 
     k, images = (16, 20) if args.quick else (5000, 1000)
     folder = Path(args.runs) / "candidate-paper-mlp"
@@ -373,7 +373,7 @@ def stage_iwae(args):
     seconds = time.perf_counter() - t0
     nll = float(-log_px.mean())
     codes = k * images
-    md = (f"`scratchvae.evaluate.importance_weighted_log_likelihood` (K = {k:,}, batch 100, the "
+    md = (f"`scratchvae.estimators.importance_weighted_log_likelihood` (K = {k:,}, batch 100, the "
           f"default codes per decoder call) on the first {images:,} MNIST test images, {note}: "
           f"**{seconds:.2f} s** ({codes / seconds:,.0f} codes/s; {seconds * 10_000 / images:.1f} s "
           f"for the 10,000 test images at this rate), IWAE NLL {nll:.3f} nats. A first call "

@@ -6,7 +6,7 @@
 The bound: the decoder's matrix products alone, the same shapes (one product per Dense layer
 for each decoder call of the pass), the same dtype and the same BLAS, with the pass's own
 weights. FLOPs per importance sample: 2 x in x out for every Dense layer of the decoder.
-The pass is ``scratchvae.evaluate.importance_weighted_log_likelihood``, timed as ``evaluate``
+The pass is ``scratchvae.estimators.importance_weighted_log_likelihood``, timed as ``evaluate``
 runs it (K = 5000, batch 100, the default codes per decoder call); ``--codes`` changes the
 codes per call. It runs in two forms: ``value`` (the likelihood's ``nll_value``, what the
 pass uses) and ``log1p`` (the training likelihood's ``nll`` with its cache, as before). The
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchvae.evaluate import IWAE_CODES_PER_CALL, importance_weighted_log_likelihood, preprocess_test_images
+from scratchvae.estimators import IWAE_CODES_PER_CALL, importance_weighted_log_likelihood, preprocess_test_images
 from scratchvae.layers import Dense
 from scratchvae.likelihoods import Likelihood
 from scratchvae.models import build_vae
@@ -113,7 +113,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     if args.run:
-        from scratchvae.checkpoint import load_model
+        from scratchvae.runs.checkpoint import load_model
 
         vae, config = load_model(args.run)
     else:

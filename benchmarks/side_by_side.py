@@ -164,11 +164,12 @@ def latent_summary(mu, kl_per_dim):
 
 def train_scratchvae(run: Run, data_dir, results: Path) -> dict:
     """``scratchvae.training.train`` in a temporary run folder, then the full test set."""
-    from scratchvae.checkpoint import load_model
+    from scratchvae.runs.checkpoint import load_model
     from scratchvae.data import load_split
-    from scratchvae.evaluate import negative_elbo, preprocess_test_images
+    from scratchvae.estimators import negative_elbo, preprocess_test_images
     from scratchvae.functional.latent import kl_per_dimension
-    from scratchvae.training import TrainConfig, read_metrics, train
+    from scratchvae.runs import TrainConfig, read_metrics
+    from scratchvae.training import train
 
     cfg = TrainConfig(model=run.model, latent_dim=run.latent_dim, epochs=run.epochs,
                       batch_size=BATCH_SIZE, lr=LR, seed=run.seed, train_limit=run.train_limit,

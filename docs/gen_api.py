@@ -12,9 +12,9 @@ MODULES = [
     "scratchvae.functional.classification", "scratchvae.functional.resample",
     "scratchvae.functional.residual", "scratchvae.layers",
     "scratchvae.likelihoods", "scratchvae.models", "scratchvae.optim", "scratchvae.gradcheck",
-    "scratchvae.data", "scratchvae.data.cifar10", "scratchvae.checkpoint", "scratchvae.training",
-    "scratchvae.evaluate",
-    "scratchvae.plot", "scratchvae.experiments", "scratchvae.experiments.paper",
+    "scratchvae.data", "scratchvae.data.cifar10", "scratchvae.estimators", "scratchvae.figures",
+    "scratchvae.runs.config", "scratchvae.runs.checkpoint", "scratchvae.runs.folder", "scratchvae.training",
+    "scratchvae.evaluate", "scratchvae.experiments", "scratchvae.experiments.paper",
     "scratchvae.experiments.figures", "scratchvae.experiments.nll", "scratchvae.classifier", "scratchvae.fid",
 ]
 

@@ -8,3 +8,8 @@ Modules:
     gradcheck   finite-difference checks of any backward pass
 """
 __version__ = "0.1.0"
+
+from .cli import quiet_startup, started_as_command
+
+if started_as_command():  # python -m scratchvae.<command>: a Ctrl-C while it loads is one line
+    quiet_startup()

@@ -67,8 +67,12 @@ def temporary_name_of(path) -> str:
 
 
 def _temporary_beside(path):
-    """``(fd, name)`` of a new temporary file beside ``path``, named as ``temporary_name_of`` says."""
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """``(fd, name)`` of a new temporary file beside ``path``, named as ``temporary_name_of`` says;
+    an ``OSError`` (a read-only or full folder) names ``path``, not a random temporary name."""
+    try:
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 @contextmanager
@@ -104,13 +108,43 @@ def check_writable(path):
     """Raise the ``OSError`` that writing ``path`` atomically would meet (a read-only or full
     folder, no permission): a temporary file is created beside it, as ``atomic_open`` does,
     and removed. ``path`` itself is not touched."""
-    path = Path(path)
-    try:
-        fd, tmp = _temporary_beside(path)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    fd, tmp = _temporary_beside(Path(path))
     os.close(fd)
     os.unlink(tmp)
+
+
+def write_all_atomically(files):
+    """Write every file of ``{path: bytes}``, or none: each goes to a flushed temporary file
+    beside its target, and only once all are written are they renamed into place. So a fault
+    while writing (a full disk, a file-size limit) leaves every target as it was, never a mix of
+    old and new files; the renames themselves do not fail on a folder that took the writes."""
+    staged = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = _temporary_beside(path)
+            staged.append((tmp, path))
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    if hasattr(os, "fchmod"):
+                        os.fchmod(f.fileno(), 0o666 & ~current_umask())
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                if exc.filename in (None, tmp):
+                    raise OSError(exc.errno, exc.strerror, str(path)) from exc
+                raise
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
+    for folder in {path.parent for _, path in staged}:
+        fsync_folder(folder)
+    return [path for _, path in staged]
 
 
 def write_atomically(path, data):

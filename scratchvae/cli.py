@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import os
 import signal
 import sys
 
@@ -75,15 +76,43 @@ def _sigterm_as_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def started_as_command() -> bool:
+    """True when this Python was started as ``python -m scratchvae...`` (one of the commands)."""
+    argv = getattr(sys, "orig_argv", None)  # Python >= 3.10
+    if argv is None:  # Python 3.9: argv[0] is "-m" while -m imports the module's packages
+        return sys.argv[:1] == ["-m"]
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "-m":
+            return argv[i + 1].split(".")[0] == "scratchvae"
+    return False
+
+
+def _interrupted_at_startup(signum, frame):
+    os.write(2, b"interrupted during start-up; nothing was saved\n")
+    os._exit(EXIT_INTERRUPTED)
+
+
+def quiet_startup():
+    """Until ``run_command`` takes over, Ctrl-C or SIGTERM ends the process with one line and
+    exit 130: a command spends its first second importing NumPy and the engine, where a
+    ``KeyboardInterrupt`` would print a traceback and SIGTERM would end it silently (143).
+    Nothing has been written then. ``scratchvae/__init__.py`` calls it for the commands only."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job ignores Ctrl-C: keep that
+            signal.signal(sig, _interrupted_at_startup)
+
+
 def run_command(body, user_errors=(), memory_hint="try smaller sizes", interrupted=None) -> int:
     """Call ``body()`` (which returns an exit code) and turn every fault into one line on
     stderr and an exit code: ``user_errors`` (and ``ValueError``) -> 2, ``OSError`` and
     ``MemoryError`` -> 1, Ctrl-C or SIGTERM -> 130. An exception carrying a ``message``
     attribute (``TrainingInterrupted``) prints that message."""
     try:
-        previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _sigterm_as_interrupt)}
+        if signal.getsignal(signal.SIGINT) is _interrupted_at_startup:  # Ctrl-C: KeyboardInterrupt again
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread
-        previous = None
+        previous = {}
     try:
         return body()
     except KeyboardInterrupt as exc:
@@ -95,10 +124,10 @@ def run_command(body, user_errors=(), memory_hint="try smaller sizes", interrupt
         return EXIT_ERROR
     except tuple(user_errors) + (ValueError,) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return getattr(exc, "exit_code", EXIT_USAGE)  # an OS fault raised as a user error says 1
     except OSError as exc:
         print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_ERROR
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

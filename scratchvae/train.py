@@ -9,14 +9,12 @@ import argparse
 import sys
 
 from .backend import BACKENDS, BackendUnavailableError
-from .checkpoint import CheckpointError
 from .cli import ArgumentParser, finite_float, nonnegative_int, run_command
 from .data import DATASET_NAMES, DataNotFoundError, IDXError
 from .likelihoods import LIKELIHOODS
 from .models import ARCHITECTURES, KL_ESTIMATORS
-from .run_folder import RunFolderError
-from .run_schema import RunFileError
-from .training import TrainConfig, TrainingError, train
+from .runs import CheckpointError, RunFileError, RunFolderError, TrainConfig, TrainingError
+from .training import train
 
 DEFAULTS = TrainConfig()
 
@@ -49,7 +47,8 @@ def build_parser():
       "loss uses max(NATS, batch-mean KL) for each latent dimension, so a dimension below NATS "
       "gets no KL gradient; the reported KL stays the true one; needs --kl analytic (default "
       f"{DEFAULTS.free_bits}: off)")
-    a("--epochs", type=int, help=f"total epochs; with --resume, the new total (default {DEFAULTS.epochs})")
+    a("--epochs", type=int, help=f"total epochs (default {DEFAULTS.epochs}); with --resume, the new total "
+      "(without it, the run's own target)")
     a("--batch-size", type=int, help=f"images per step (default {DEFAULTS.batch_size})")
     a("--lr", type=finite_float, help="Adam learning rate (default: the architecture's, 1e-4 for "
       "resnet18-vae as in the tutorial, 1e-3 otherwise)")
@@ -64,7 +63,8 @@ def build_parser():
       "cifar-10-binary.tar.gz or cifar-10-batches-bin/; default: SCRATCHVAE_DATA, "
       "the cache, then download")
     a("--dtype", choices=("float32", "float64"), help=f"float type (default {DEFAULTS.dtype})")
-    a("--out", help="run folder to create (default runs/<model>-z<dim>-<time>); never overwritten")
+    a("--out", help="run folder to create (default runs/<model>-z<dim>-<changed settings>-<time>, "
+      "numbered -2, -3, ... if taken); never overwritten")
     a("--resume", metavar="RUN", help="continue the run in folder RUN from its checkpoint")
     a("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
     a("--no-figures", action="store_true", help="skip the figures at the end")

@@ -14,27 +14,24 @@ import platform
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from .backend import get_xp, to_device
-from .checkpoint import CHECKPOINT_NAME, check_compatible, restore
+from .cli import EXIT_ERROR, describe_os_error
 from .data import load_split, prepare_batch
-from .evaluate import negative_elbo, preprocess_test_images
-from .models import ARCHITECTURES, build_vae
+from .estimators import negative_elbo, preprocess_test_images
+from .figures import write_figures
+from .models import build_vae
 from .optim import Adam
-from .run_folder import RunFolder, session_record
-from .run_schema import MAX_LATENT_DIM, METRICS_FIELDS  # noqa: F401  (METRICS_FIELDS: the columns)
+from .runs.checkpoint import CHECKPOINT_NAME, check_compatible, restore
+from .runs.config import ARCHITECTURE_KEYS, TrainConfig, TrainingError, default_run_name
+from .runs.folder import RunFolder, read_metrics, session_record
 
-DATASET_IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 SYNC_EVERY = 25  # steps between host reads of the running loss (progress bar, NaN check)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot start or cannot go on; the message says why and what to do."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -45,90 +42,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, message, run_dir):
         super().__init__(message)
         self.message, self.run_dir = message, run_dir
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a run; saved as config.json and inside each checkpoint."""
-
-    model: str = "paper-mlp"
-    latent_dim: int | None = None
-    likelihood: str | None = None
-    beta: float = 1.0
-    kl: str | None = None  # the architecture's: "mc" for resnet18-vae, else "analytic"
-    variance: float = 0.5
-    kl_warmup: float = 0.0
-    free_bits: float = 0.0
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float | None = None  # the architecture's: 1e-4 for resnet18-vae, else 1e-3
-    lr_decay: float = 1.0
-    seed: int = 0
-    train_limit: int | None = None
-    val_limit: int | None = None
-    binarize: bool = False
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    backend: str = "numpy"
-    dtype: str = "float32"
-    preprocess: str = field(default="", init=False)
-
-    def resolve(self):
-        """Fill architecture defaults and derived fields; validate ranges."""
-        if self.model not in ARCHITECTURES:
-            raise TrainingError(f"unknown --model {self.model!r}: choose one of {', '.join(ARCHITECTURES)}")
-        spec = ARCHITECTURES[self.model]
-        self.latent_dim = spec["latent_dim"] if self.latent_dim is None else int(self.latent_dim)
-        self.likelihood = spec["likelihood"] if self.likelihood is None else self.likelihood
-        defaults = dict(dict(kl="analytic", lr=1e-3), **spec["defaults"])
-        self.kl = defaults["kl"] if self.kl is None else self.kl
-        self.lr = defaults["lr"] if self.lr is None else self.lr
-        shape = DATASET_IMAGE_SHAPES.get(self.dataset)
-        if shape is not None and spec["image_shape"] != shape:
-            raise TrainingError(f"--model {self.model} reads {'x'.join(map(str, spec['image_shape']))} "
-                                f"images but --dataset {self.dataset} has {'x'.join(map(str, shape))}: "
-                                "use resnet18-vae with cifar10 and the other models with MNIST")
-        symmetric = spec["data_range"] == (-1.0, 1.0)
-        if self.binarize and symmetric:
-            raise TrainingError(f"--binarize gives 0/1 pixels, but {self.model} expects [-1, 1] data")
-        self.preprocess = "binarize" if self.binarize else ("symmetric" if symmetric else "unit")
-        for name in ("epochs", "batch_size", "latent_dim"):
-            if getattr(self, name) < 1:
-                raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.latent_dim > MAX_LATENT_DIM:
-            raise TrainingError(f"--latent-dim must be at most {MAX_LATENT_DIM:,}, got {self.latent_dim:,}")
-        if self.seed < 0:
-            raise TrainingError(f"--seed must be an integer >= 0, got {self.seed}")
-        for name in ("lr", "beta", "variance"):
-            if not math.isfinite(getattr(self, name)):
-                raise TrainingError(f"--{name} must be a finite number, got {getattr(self, name)}")
-        if self.variance <= 0:
-            raise TrainingError(f"--variance must be positive, got {self.variance}")
-        for name in ("train_limit", "val_limit"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.lr <= 0:
-            raise TrainingError(f"--lr must be positive, got {self.lr}")
-        if not 0 < self.lr_decay <= 1:
-            raise TrainingError(f"--lr-decay must be in (0, 1], the factor applied to the learning "
-                                f"rate after every epoch (1 = constant), got {self.lr_decay}")
-        for name, unit in (("kl_warmup", "epochs"), ("free_bits", "nats per latent dimension")):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise TrainingError(f"--{name.replace('_', '-')} must be a finite number >= 0 "
-                                    f"({unit}), got {value}")
-        if self.free_bits > 0 and self.kl != "analytic":
-            raise TrainingError(f"--free-bits needs --kl analytic (it floors each dimension's "
-                                f"analytic KL), got --kl {self.kl}")
-        return self
-
-
-# Settings a resumed run must keep: the model, its objective (beta, KL warm-up, free bits),
-# the data and the optimizer.
-ARCHITECTURE_KEYS = ("model", "latent_dim", "likelihood", "beta", "kl", "variance", "kl_warmup",
-                     "free_bits", "dtype", "dataset", "seed", "batch_size", "lr", "lr_decay",
-                     "binarize", "train_limit")
 
 
 def kl_warmup_beta(beta, global_step, steps_per_epoch, warmup_epochs):
@@ -161,12 +74,11 @@ def _versions(backend):
     return out
 
 
-def read_metrics(path: Path):
-    """The per-epoch rows of a run (dicts of text by column) given its ``metrics.csv`` path:
-    from the checkpoint beside it when there is one (the truth), else from metrics.csv itself
-    (a folder without a checkpoint, e.g. copied back from another machine); both checked."""
-    folder = RunFolder(Path(path).parent)
-    return folder.rows() if folder.has_checkpoint() else folder.read_metrics_csv()
+class CheckpointSaveError(TrainingError):
+    """The checkpoint could not be written (a full disk, a file-size limit, a folder that became
+    read-only): an OS fault, so the command exits 1, not 2; the message says what was kept."""
+
+    exit_code = EXIT_ERROR
 
 
 class _StopRequest:
@@ -226,6 +138,7 @@ def prepare_run(cfg: TrainConfig, out: Path | None, resume: Path | None, overrid
                 folder.repair_metrics(rows)  # agrees with the checkpoint again, even if refused below
                 saved = meta["config"]
             else:  # died before its first checkpoint: start from step 0 with its config
+                _refuse_lost_checkpoint(folder, run_dir)
                 meta = arrays = rows = None
                 saved = folder.read_config()
             _resume_plan(cfg, run_dir, saved, meta, overrides)
@@ -234,9 +147,29 @@ def prepare_run(cfg: TrainConfig, out: Path | None, resume: Path | None, overrid
             raise
         return run_dir, _Resume(folder, meta, arrays, rows)
     cfg.resolve()
-    run_dir = Path(out) if out else Path("runs") / f"{cfg.model}-z{cfg.latent_dim}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out is None:  # a fresh name: RunFolder.create_new adds -2, -3, ... if it is taken meanwhile
+        return Path("runs") / default_run_name(cfg), None
+    run_dir = Path(out)
     RunFolder(run_dir, companions).check_free()
     return run_dir, None
+
+
+def _refuse_lost_checkpoint(folder, run_dir):
+    """A run with no readable checkpoint may start again from step 0 only if it never finished
+    an epoch (it died before its first save); otherwise its history would be rewritten."""
+    path = run_dir / CHECKPOINT_NAME
+    if path.is_symlink() and not path.exists():
+        what = "a dangling symbolic link"
+    elif path.exists():
+        what = "a folder" if path.is_dir() else "not a regular file"
+    else:
+        what = "missing"
+    epochs, sessions = len(folder.read_metrics_csv()), len(folder.read_sessions())
+    if what != "missing" or epochs or sessions:
+        recorded = f"the run records {epochs} finished epoch{'s' * (epochs != 1)} and {sessions} session" \
+                   f"{'s' * (sessions != 1)} ({run_dir / 'metrics.csv'}, {run_dir / 'sessions.json'})"
+        raise TrainingError(f"--resume {run_dir}: {path} is {what}, but {recorded}; put the checkpoint "
+                            f"back from a copy, or start a new run with --out (nothing was changed)")
 
 
 def _resume_plan(cfg, run_dir, saved, meta, overrides):
@@ -250,15 +183,18 @@ def _resume_plan(cfg, run_dir, saved, meta, overrides):
             + ", ".join(f"{k}={saved.get(k, getattr(defaults, k))!r}" for k in clash)
             + "; these cannot change on resume (drop the flags, or start a new run with --out)"
         )
-    for k in ARCHITECTURE_KEYS + ("data_dir", "val_limit", "backend"):
+    # the run's own target (the last session's --epochs) unless --epochs gives a new one
+    for k in ARCHITECTURE_KEYS + ("epochs", "data_dir", "val_limit", "backend"):
         if k not in overrides and k in saved:
             setattr(cfg, k, saved[k])
     cfg.resolve()
-    if meta is not None and meta["position"]["epoch"] >= cfg.epochs and meta["position"]["step"] == 0:
-        raise TrainingError(
-            f"--resume {run_dir}: the run already has {meta['position']['epoch']} epochs; "
-            f"ask for more with --epochs N (N > {meta['position']['epoch']})"
-        )
+    if meta is not None and meta["position"]["epoch"] >= cfg.epochs:
+        done, step = meta["position"]["epoch"], meta["position"]["step"]
+        if step == 0:
+            raise TrainingError(f"--resume {run_dir}: the run already has {done} epochs; ask for more "
+                                f"with --epochs N (N > {done})")
+        raise TrainingError(f"--resume {run_dir}: the run stopped inside epoch {done + 1}; finish it "
+                            f"with --epochs N (N > {done})")
 
 
 def train(cfg: TrainConfig, out=None, resume=None, overrides=frozenset(), log=print,
@@ -270,14 +206,15 @@ def train(cfg: TrainConfig, out=None, resume=None, overrides=frozenset(), log=pr
     """
     run_dir, saved = prepare_run(cfg, out, resume, set(overrides), companions)
     try:
-        return _train(cfg, run_dir, saved, log, progress, figures, step_hook, companions)
+        return _train(cfg, run_dir, saved, log, progress, figures, step_hook, companions,
+                      fresh_name=out is None and resume is None)
     finally:
         if saved is not None:
             saved.folder.release()
 
 
-def _train(cfg, run_dir, saved, log, progress, figures, step_hook, companions):
-    xp = get_xp(cfg.backend)
+def _train(cfg, run_dir, saved, log, progress, figures, step_hook, companions, fresh_name):
+    get_xp(cfg.backend)  # an unavailable backend is refused before any data is read
 
     train_u8, _ = load_split("train", cfg.dataset, cfg.data_dir)
     test_u8, test_labels = load_split("test", cfg.dataset, cfg.data_dir)
@@ -296,14 +233,17 @@ def _train(cfg, run_dir, saved, log, progress, figures, step_hook, companions):
         check_compatible(saved.meta, vae, run_dir / CHECKPOINT_NAME)
         restore(vae, opt, saved.meta, saved.arrays, run_dir / CHECKPOINT_NAME)
         position, rows = dict(saved.meta["position"]), list(saved.rows)
+        _check_position(position, train_dev.shape[0], cfg, run_dir / CHECKPOINT_NAME)
     versions = _versions(cfg.backend)
     config = dict(asdict(cfg), versions=versions, num_params=vae.num_params())
 
     # Everything that could refuse has run: now the run folder may be written. From here on
     # Ctrl-C and SIGTERM are a request to save and stop after the step in flight.
     with _StopRequest() as stop:
-        if saved is None:
-            folder = RunFolder.create(run_dir, config, companions)  # config.json, written once
+        if saved is None:  # config.json, written once
+            create = RunFolder.create_new if fresh_name else RunFolder.create
+            folder = create(run_dir, config, companions)
+            run_dir = folder.path
         else:
             folder = saved.folder
             folder.repair_metrics(rows)  # (prepare_run did it for a checkpoint; here: a dead run)
@@ -317,7 +257,7 @@ def _train(cfg, run_dir, saved, log, progress, figures, step_hook, companions):
                 folder.release()
     if figures:
         try:
-            _figures(run_dir, vae, config, test_u8, test_labels, log)
+            _figures(run_dir, vae, config, test_u8, test_labels, rows, log)
         except KeyboardInterrupt:
             raise TrainingInterrupted(
                 f"interrupted while drawing the figures; training is complete and saved in {run_dir}; "
@@ -355,10 +295,8 @@ def _loop(cfg, run_dir, folder, vae, opt, config, position, rows, train_dev, val
                 folder.add_session(session)
                 session.clear()
         except OSError as exc:
-            from .cli import describe_os_error
-
             kept = _kept(folder, run_dir, cfg)
-            raise TrainingError(f"could not save the checkpoint: {describe_os_error(exc)}. {kept} "
+            raise CheckpointSaveError(f"could not save the checkpoint: {describe_os_error(exc)}. {kept} "
                                 "(free space or fix the folder, then resume)") from None
 
     bar_factory = _progress_bar if progress else None
@@ -431,15 +369,22 @@ def _loop(cfg, run_dir, folder, vae, opt, config, position, rows, train_dev, val
                 f"{_resume_hint(run_dir, cfg)}", run_dir)
 
 
-def _figures(run_dir, vae, config, test_u8, test_labels, log):
+def _check_position(position, n, cfg, path):
+    """Refuse a checkpoint whose step lies past the end of its epoch (it would resume into an
+    epoch that trains no step and record it)."""
+    steps = math.ceil(n / cfg.batch_size)
+    if position["step"] >= steps:
+        raise TrainingError(f"{path}: its position, step {position['step']:,} of epoch "
+                            f"{position['epoch'] + 1}, lies past the epoch's {steps:,} steps ({n:,} images "
+                            f"in batches of {cfg.batch_size}); the checkpoint is damaged (use a copy, or "
+                            "start a new run with --out); nothing was changed")
+
+
+def _figures(run_dir, vae, config, test_u8, test_labels, rows, log):
     try:
-        from .plot import write_figures
+        write_figures(run_dir, vae, test_u8, test_labels, preprocess=config["preprocess"],
+                      dataset=config["dataset"], seed=config["seed"], metrics_rows=rows, log=log)
     except ImportError as exc:  # matplotlib missing
-        log(f"figures skipped: {exc}")
-        return
-    try:
-        write_figures(run_dir, vae, config, test_u8, test_labels, log=log)
-    except ImportError as exc:
         log(f"figures skipped: {exc}")
         return
     log(f"figures written to {run_dir}")

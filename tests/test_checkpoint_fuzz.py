@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scratchvae.checkpoint import (CheckpointError, expected_arrays, load_model, read_checkpoint,
+from scratchvae.runs.checkpoint import (CheckpointError, expected_arrays, load_model, read_checkpoint,
                                    save_checkpoint)
 from scratchvae.models import build_vae
 from scratchvae.optim import Adam
-from scratchvae.run_folder import RunFolder
-from scratchvae.run_schema import (METRICS_FIELDS, RunFileError, format_metrics_csv, parse_config_json,
+from scratchvae.runs.folder import RunFolder
+from scratchvae.runs.schema import (METRICS_FIELDS, RunFileError, format_metrics_csv, parse_config_json,
                                    parse_metrics_csv)
 from scratchvae.training import TrainConfig
 

@@ -156,7 +156,92 @@ def test_truncated_archive(tmp_path):
     md5 = _build_archive(tmp_path / cifar10.ARCHIVE_NAME, _contents(), truncate=full.stat().st_size // 2)
     with pytest.raises(cifar10.CIFARError) as info:
         _load("train", tmp_path, md5)
+    _one_line_error(info, cifar10.ARCHIVE_NAME, "truncated")
+
+
+# -- past the MD5 check: the gzip stream is read to its end ------------------------------------
+
+@pytest.mark.parametrize("keep", [0.1, 0.3, 0.5, 0.7, 0.95, -4, -1])
+def test_an_archive_cut_anywhere_is_called_truncated(tmp_path, keep):
+    """Cut inside any member, between members or inside the gzip trailer: "truncated", never
+    "has no data_batch_N.bin" (a tar stream that simply stops looks like a short archive)."""
+    full = tmp_path / "full.tar.gz"
+    _build_archive(full, _contents())
+    size = full.stat().st_size
+    cut = int(size * keep) if keep > 0 else size + keep
+    md5 = _build_archive(tmp_path / cifar10.ARCHIVE_NAME, _contents(), truncate=cut)
+    with pytest.raises(cifar10.CIFARError) as info:
+        _load("train", tmp_path, md5)
+    _one_line_error(info, cifar10.ARCHIVE_NAME, "truncated", "download")
+
+
+def _rewrite(path, change):
+    data = change(bytearray(path.read_bytes()))
+    path.write_bytes(bytes(data))
+    return hashlib.md5(bytes(data)).hexdigest()
+
+
+def test_a_bad_gzip_crc_is_refused(tmp_path):
+    path = tmp_path / cifar10.ARCHIVE_NAME
+    _build_archive(path, _contents())
+
+    def flip_crc(data):
+        data[-8] ^= 0xFF  # the CRC-32 of the uncompressed data, first of the 8 trailer bytes
+        return data
+
+    md5 = _rewrite(path, flip_crc)
+    with pytest.raises(cifar10.CIFARError) as info:
+        _load("train", tmp_path, md5)
+    _one_line_error(info, cifar10.ARCHIVE_NAME, "not a readable gzip'd tar archive", "CRC")
+
+
+def test_bytes_after_the_gzip_stream_are_refused(tmp_path):
+    path = tmp_path / cifar10.ARCHIVE_NAME
+    _build_archive(path, _contents())
+    md5 = _rewrite(path, lambda data: data + b"trailing garbage")
+    with pytest.raises(cifar10.CIFARError) as info:
+        _load("train", tmp_path, md5)
     _one_line_error(info, cifar10.ARCHIVE_NAME, "not a readable gzip'd tar archive")
+
+
+def _declare_smaller(tar_bytes, member, by):
+    """The tar with ``member``'s header declaring ``by`` bytes fewer than it holds (checksum fixed)."""
+    data = bytearray(tar_bytes)
+    offset = 0
+    while True:
+        header = data[offset:offset + 512]
+        name = header[:100].rstrip(b"\0").decode()
+        size = int(header[124:136].rstrip(b"\0 ").decode() or "0", 8)
+        if name.endswith(member):
+            header[124:136] = f"{size - by:011o}\0".encode()
+            header[148:156] = b" " * 8
+            header[148:156] = f"{sum(header):06o}\0 ".encode()
+            data[offset:offset + 512] = header
+            return bytes(data)
+        offset += 512 + -(-size // 512) * 512
+
+
+def test_a_member_longer_than_its_header_says_is_refused(tmp_path):
+    """tar takes the surplus for a bad header and silently ends the archive there; the loader
+    sees data after that end instead of reporting the next members as missing."""
+    import gzip
+
+    contents = _contents()
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
+        for name, (labels, images) in contents.items():
+            data = _file_bytes(labels, images)
+            if name == "data_batch_1.bin":
+                data += bytes(range(1, 256)) * 8  # 2,040 bytes more than the header will declare
+            info = tarfile.TarInfo(f"{cifar10.FOLDER}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    damaged = _declare_smaller(plain.getvalue(), "data_batch_1.bin", 255 * 8)
+    path = tmp_path / cifar10.ARCHIVE_NAME
+    path.write_bytes(gzip.compress(damaged))
+    with pytest.raises(cifar10.CIFARError) as info:
+        _load("train", tmp_path, hashlib.md5(path.read_bytes()).hexdigest())
+    _one_line_error(info, cifar10.ARCHIVE_NAME, "data follows the end of the tar archive")
 
 
 def test_foreign_archive(tmp_path):

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchvae.checkpoint import read_checkpoint
-from scratchvae.run_folder import LOCK_NAME, RunFolder
-from scratchvae.run_schema import parse_metrics_csv
+from scratchvae.runs.checkpoint import read_checkpoint
+from scratchvae.runs.folder import LOCK_NAME, RunFolder
+from scratchvae.runs.schema import parse_metrics_csv
 
 from mnist_data import mnist_dir
 

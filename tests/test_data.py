@@ -1,6 +1,7 @@
 """The IDX reader and the data sources: validation, verification, order, atomic caching."""
 import gzip
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -177,6 +178,15 @@ def test_any_truncation_is_refused(tmp_path_factory, shape, cut, gz):
     assert str(path) in str(info.value)
 
 
+def test_header_dimensions_too_large_for_any_file_are_an_idx_error():
+    """Dimensions whose product overflows 64 bits: an IDXError naming the file, not a ValueError.
+    65536**4 = 2**64 wraps to 0 in int64, which an empty body would seem to match."""
+    for dims, body in (([2**16] * 4, b""), ([2**32 - 1] * 4, b"\0" * 16)):
+        data = struct.pack(">HBB", 0, 0x08, 4) + struct.pack(">4I", *dims) + body
+        with pytest.raises(IDXError, match="huge.idx: header promises"):
+            parse_idx(data, "huge.idx")
+
+
 @given(header=st.binary(min_size=4, max_size=4), body=st.binary(max_size=64))
 def test_random_bytes_never_parse_silently(header, body):
     """Random content is either refused, or is a well-formed IDX file whose size adds up."""
@@ -278,7 +288,7 @@ def test_download_with_every_source_failing_is_one_line_per_source(tmp_path, mon
     first = sources.all_files()[0]
     (mirror / f"{first}.gz").write_bytes(gzip.compress(files[first][:-1] + b"\x07"))  # wrong content
     dest = tmp_path / "mine"
-    assert data_main(["download", "--data-dir", str(dest)]) == 1
+    assert data_main(["download", "--data-dir", str(dest)]) == 2  # as train: data it cannot have
     out, err = stderr_lines(capsys)
     assert out == "" and len(err) == 5 and not any("Traceback" in line for line in err)
     assert err[1].startswith("mnist: the official mirrors failed: ") and "does not match" in err[1]
@@ -298,7 +308,7 @@ def test_download_refuses_a_corrupt_file_already_there_and_keeps_it(tmp_path, mo
     last = sources.all_files()[-1]
     (dest / last).write_bytes(files[last][:-1] + b"\x09")
     monkeypatch.setenv("SCRATCHVAE_DATA", str(dest))  # the variable counts as --data-dir does
-    assert data_main(["download"]) == 1
+    assert data_main(["download"]) == 2
     out, err = stderr_lines(capsys)
     assert out == "" and len(err) == 1
     assert err[0].startswith(f"error: {dest / last}: content SHA-256 ") and "does not match" in err[0]
@@ -324,13 +334,79 @@ def test_download_module_errors_are_one_line(tmp_path):
     _complete_folder(tmp_path / "wrong")
     done = subprocess.run([sys.executable, "-m", "scratchvae.data", "download", "--data-dir",
                            str(tmp_path / "wrong")], capture_output=True, text=True, env=env)
-    assert done.returncode == 1 and done.stdout == ""
+    assert done.returncode == 2 and done.stdout == ""  # a data error, as train says it
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
     assert "SHA-256" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "scratchvae.data", "download", "--dataset", "cifar"],
-                          capture_output=True, text=True, env=env)
-    assert done.returncode == 2 and "invalid choice: 'cifar'" in done.stderr
-    assert "Traceback" not in done.stderr
+    for argv, said in ((["download", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+                       ([], "the following arguments are required: COMMAND"),
+                       (["fetch"], "invalid choice: 'fetch'")):
+        done = subprocess.run([sys.executable, "-m", "scratchvae.data", *argv], capture_output=True,
+                              text=True, env=env)
+        assert done.returncode == 2 and said in done.stderr
+        assert done.stderr.count("\n") == 1 and "--help" in done.stderr  # one line, not the usage text
+
+
+def test_download_and_train_exit_alike_when_the_data_is_missing(tmp_path, monkeypatch, capsys):
+    from scratchvae.train import main as train_main
+
+    _, mirror = tiny_mnist(tmp_path, monkeypatch)
+    for path in mirror.iterdir():  # no source can serve it
+        path.unlink()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert data_main(["download", "--data-dir", str(empty)]) == 2
+    monkeypatch.chdir(tmp_path)
+    assert train_main(["--data-dir", str(empty), "--epochs", "1", "--no-progress"]) == 2
+
+
+@pytest.mark.parametrize("odd", ["file", "fifo", "dangling link"])
+def test_a_data_path_that_is_no_folder_or_file_is_named_as_what_it_is(tmp_path, monkeypatch, capsys, odd):
+    """The cache folder as a file, or one dataset file as a FIFO or a dangling link: named as
+    such, exit 2, instead of "missing" and a download that cannot land (or hangs on the FIFO)."""
+    files, _ = tiny_mnist(tmp_path, monkeypatch)
+    cache = tmp_path / "cache" / "scratchvae" / "mnist"
+    if odd == "file":
+        cache.parent.mkdir(parents=True)
+        cache.write_text("not a folder")
+        where, what = cache, "is a file, not a folder"
+    else:
+        cache.mkdir(parents=True)
+        where = cache / sources.all_files()[0]
+        if odd == "fifo":
+            os.mkfifo(where)
+            what = "is a FIFO (named pipe), not a regular file"
+        else:
+            where.symlink_to(tmp_path / "nowhere")
+            what = "is a dangling symbolic link, not a regular file"
+    assert data_main(["download"]) == 2
+    out, err = stderr_lines(capsys)
+    assert err == [err[0]] and err[0].startswith(f"error: {where} {what}"), err
+    with pytest.raises(DataNotFoundError, match=re.escape(what)):
+        locate("mnist")
+
+
+def test_download_fetches_cifar10_as_train_does(tmp_path, monkeypatch, capsys):
+    """``--dataset cifar10``: the archive from its URL (a file:// one here), MD5-verified, the six
+    batch files extracted into the cache and checked."""
+    from test_cifar10 import RECORDS, _build_archive, _contents
+
+    from scratchvae.data import cifar10
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SCRATCHVAE_DATA", raising=False)
+    served = tmp_path / "served" / cifar10.ARCHIVE_NAME
+    served.parent.mkdir()
+    md5 = _build_archive(served, _contents())
+    monkeypatch.setattr(cifar10, "URL", served.as_uri())
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", md5)
+    monkeypatch.setattr(cifar10, "RECORDS", RECORDS)
+    assert data_main(["download", "--dataset", "cifar10"]) == 0
+    out, _ = stderr_lines(capsys)
+    cache = tmp_path / "cache" / "scratchvae" / "cifar10" / cifar10.FOLDER
+    assert out == f"cifar10: all 6 batch files checked in {cache}\n"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(cifar10.MEMBERS)
+    images, labels = cifar10.load_split("test", records=RECORDS, download=False)
+    assert images.shape == (RECORDS, 3, 32, 32)
 
 
 def test_locate_for_training_says_why_each_source_failed_and_where_it_cached(tmp_path, monkeypatch,

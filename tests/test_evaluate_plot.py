@@ -7,14 +7,11 @@ import numpy as np
 import pytest
 
 from scratchvae.backend import to_device, to_host
-from scratchvae.evaluate import (
-    importance_weighted_log_likelihood,
-    main as evaluate_main,
-    negative_elbo,
-    preprocess_test_images,
-)
+from scratchvae.estimators import importance_weighted_log_likelihood, negative_elbo, preprocess_test_images
+from scratchvae.evaluate import main as evaluate_main
 from scratchvae.functional import latent as F
 from scratchvae.models import build_vae
+from scratchvae.runs import read_metrics
 
 
 def tiny_vae(backend="numpy", latent_dim=2, kl="analytic", model="paper-mlp", **kw):
@@ -213,15 +210,15 @@ def write_metrics(run_dir, epochs=3):
 ])
 def test_write_figures(tmp_path, model, latent_dim, preprocess):
     pytest.importorskip("matplotlib", reason="the figures need matplotlib: pip install -e '.[plot]'")
-    from scratchvae.plot import FIGURES, write_figures
+    from scratchvae.figures import FIGURES, write_figures
 
     vae = build_vae(model, latent_dim=latent_dim, seed=0)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (40, 28, 28)).astype(np.uint8)
     labels = rng.integers(0, 10, 40).astype(np.uint8)
     write_metrics(tmp_path)
-    config = dict(preprocess=preprocess, dataset="mnist", seed=0)
-    written = write_figures(tmp_path, vae, config, images, labels)
+    written = write_figures(tmp_path, vae, images, labels, preprocess=preprocess, dataset="mnist", seed=0,
+                            metrics_rows=read_metrics(tmp_path))
     assert sorted(p.name for p in written) == sorted(FIGURES)
     sizes = {name: png_size(tmp_path / name) for name in FIGURES}
     assert all(w > 100 and h > 100 for w, h in sizes.values()), sizes
@@ -235,27 +232,27 @@ def test_write_figures(tmp_path, model, latent_dim, preprocess):
 
 def test_write_figures_without_metrics_skips_the_curves(tmp_path):
     pytest.importorskip("matplotlib", reason="the figures need matplotlib: pip install -e '.[plot]'")
-    from scratchvae.plot import write_figures
+    from scratchvae.figures import write_figures
 
     vae = build_vae("paper-mlp", seed=0)
     images = np.random.default_rng(0).random((12, 1, 28, 28), dtype=np.float32)  # already preprocessed
     notes = []
-    written = write_figures(tmp_path, vae, {"preprocess": "unit"}, images, np.arange(12) % 10, log=notes.append)
+    written = write_figures(tmp_path, vae, images, np.arange(12) % 10, preprocess="unit", log=notes.append)
     assert "loss_curves.png" not in [p.name for p in written] and len(written) == 5
-    assert "metrics.csv" in notes[0]
+    assert notes == ["loss_curves.png skipped: no metrics rows"]
 
 
 def test_plot_names_the_extra_when_matplotlib_is_missing(monkeypatch, tmp_path):
     import sys
 
-    from scratchvae import plot
+    from scratchvae import figures
 
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes "import matplotlib..." fail
     write_metrics(tmp_path)
     with pytest.raises(ImportError, match=r'pip install -e "\.\[plot\]"'):
-        plot.loss_curves(tmp_path / "metrics.csv", tmp_path / "loss_curves.png")
+        figures.loss_curves(read_metrics(tmp_path), tmp_path / "loss_curves.png")
 
 
 # -- the command lines ------------------------------------------------------------------------------
@@ -268,7 +265,7 @@ def run_dir(tmp_path, monkeypatch):
     uint8 images so no dataset is needed.
     """
     from scratchvae import evaluate
-    from scratchvae.checkpoint import save_checkpoint
+    from scratchvae.runs.checkpoint import save_checkpoint
     from scratchvae.optim import Adam
 
     config = dict(model="paper-mlp", latent_dim=2, likelihood="bernoulli", beta=1.0, kl="analytic",
@@ -452,10 +449,10 @@ def test_loss_curves_of_one_epoch_show_every_point(tmp_path):
     """A one-epoch run: every panel has a marker at epoch 1 inside a non-degenerate x and y
     range, away from the edges, and no legend covers it."""
     pytest.importorskip("matplotlib", reason="the figures need matplotlib: pip install -e '.[plot]'")
-    from scratchvae.plot import loss_curves, loss_curves_figure, read_metrics
+    from scratchvae.figures import loss_curves, loss_curves_figure, metrics_columns
 
     write_metrics(tmp_path, epochs=1)
-    fig = loss_curves_figure(read_metrics(tmp_path / "metrics.csv"))
+    fig = loss_curves_figure(metrics_columns(read_metrics(tmp_path / "metrics.csv")))
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     points = 0
@@ -472,4 +469,4 @@ def test_loss_curves_of_one_epoch_show_every_point(tmp_path):
                 assert not box.contains(*ax.transData.transform((px, py)))
             points += 1
     assert points == 4  # train and test loss, test recon, test KL
-    png_size(loss_curves(tmp_path / "metrics.csv", tmp_path / "loss_curves.png"))
+    png_size(loss_curves(read_metrics(tmp_path), tmp_path / "loss_curves.png"))

@@ -7,12 +7,13 @@ import signal
 import numpy as np
 import pytest
 
-from scratchvae.checkpoint import load_model
-from scratchvae.evaluate import preprocess_test_images
+from scratchvae.runs.checkpoint import load_model
+from scratchvae.estimators import preprocess_test_images
 from scratchvae.experiments import paper, write_section
 from scratchvae.experiments.__main__ import main
 from scratchvae.experiments.paper import QUICK, PaperSettings, ensure_trained
-from scratchvae.training import TrainingError, TrainingInterrupted, read_metrics, train
+from scratchvae.runs import TrainingError, read_metrics
+from scratchvae.training import TrainingInterrupted, train
 
 from mnist_data import mnist_dir
 

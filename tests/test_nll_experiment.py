@@ -11,13 +11,13 @@ import shutil
 import numpy as np
 import pytest
 
-from scratchvae.checkpoint import load_model
+from scratchvae.runs.checkpoint import load_model
 from scratchvae.data import load_split
-from scratchvae.evaluate import importance_weighted_log_likelihood, negative_elbo, preprocess_test_images
+from scratchvae.estimators import importance_weighted_log_likelihood, negative_elbo, preprocess_test_images
 from scratchvae.experiments import nll, paper
 from scratchvae.experiments.__main__ import main
 from scratchvae.experiments.paper import ExperimentInterrupted
-from scratchvae.training import read_metrics
+from scratchvae.runs import read_metrics
 
 from mnist_data import mnist_dir
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from scratchvae import atomic
-from scratchvae.checkpoint import read_checkpoint
-from scratchvae.run_folder import LOCK_NAME, RunFolder
+from scratchvae.runs.checkpoint import read_checkpoint
+from scratchvae.runs.folder import LOCK_NAME, RunFolder
 from scratchvae.train import main
 
 from mnist_data import mnist_dir
@@ -328,7 +328,7 @@ def test_experiments_name_the_file_with_bad_json(tmp_path, capsys):
 def test_a_damaged_metrics_csv_is_rewritten_from_the_checkpoint(tmp_path, finished, capsys):
     """The checkpoint is the truth: a truncated metrics.csv (a crash of an older scratchvae, or a
     hand edit) neither blocks a resume nor leaks into it; the resume rewrites it whole."""
-    from scratchvae.training import read_metrics
+    from scratchvae.runs import read_metrics
 
     run = copy_run(finished, tmp_path / "run")
     text = (run / "metrics.csv").read_text()

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchvae.checkpoint import CheckpointError, load_model, read_checkpoint
+from scratchvae.runs.checkpoint import CheckpointError, load_model, read_checkpoint
 from scratchvae.train import main
-from scratchvae.run_folder import RunFolderError
+from scratchvae.runs.folder import RunFolderError
 from scratchvae.training import (TrainConfig, TrainingError, TrainingInterrupted, epoch_lr, kl_warmup_beta,
                                  train)
 
@@ -132,7 +132,7 @@ def test_resume_refuses_another_architecture_and_overwrites_nothing(tmp_path, ca
 
 
 def test_checkpoint_for_another_architecture_is_refused(tmp_path):
-    from scratchvae.checkpoint import restore
+    from scratchvae.runs.checkpoint import restore
     from scratchvae.models import build_vae
 
     out = run(tmp_path / "run", epochs=1)
@@ -230,7 +230,7 @@ def test_resume_is_exact_with_kl_warmup_and_free_bits(tmp_path):
         assert [r["test_loss"] for r in other] != [r["test_loss"] for r in plain]
     config = json.loads((straight / "config.json").read_text())
     assert (config["kl_warmup"], config["free_bits"]) == (1.5, 0.3)
-    from scratchvae.checkpoint import load_model
+    from scratchvae.runs.checkpoint import load_model
     assert load_model(straight)[0].free_bits == 0.3
 
 

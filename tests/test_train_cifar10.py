@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from scratchvae.checkpoint import load_model, read_checkpoint
+from scratchvae.runs.checkpoint import load_model, read_checkpoint
 from scratchvae.data import cifar10
 from scratchvae.models import ARCHITECTURES
 from scratchvae.models.architectures import resnet18_vae
@@ -86,13 +86,16 @@ def test_figures_are_in_colour_and_the_2d_latent_plots_are_skipped(tmp_path, cif
     pytest.importorskip("matplotlib", reason="figures need the plot extra (matplotlib)")
     from matplotlib.image import imread
 
-    from scratchvae.plot import write_figures
+    from scratchvae.figures import write_figures
+    from scratchvae.runs import read_metrics
 
     run_dir = _run(tmp_path / "run", cifar_dir, epochs=1)
     vae, config = load_model(run_dir)
     test_u8, labels = cifar10.load_split("test", cifar_dir)
     said = []
-    written = write_figures(run_dir, vae, config, test_u8, labels, log=said.append)
+    written = write_figures(run_dir, vae, test_u8, labels, preprocess=config["preprocess"],
+                            dataset=config["dataset"], seed=config["seed"], metrics_rows=read_metrics(run_dir),
+                            log=said.append)
     assert sorted(p.name for p in written) == ["loss_curves.png", "reconstructions.png", "samples.png"]
     assert any("latent_scatter.png and manifold_*.png skipped" in s and "256" in s for s in said)
     picture = imread(run_dir / "reconstructions.png")[..., :3]

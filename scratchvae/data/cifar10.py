@@ -23,6 +23,7 @@ loading: its size and its labels.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import tarfile
@@ -110,22 +111,33 @@ def extract_archive(archive: Path, dest: Path, md5: str = ARCHIVE_MD5, records: 
 def _members(archive: Path, names, size: int):
     """Yield ``(name, bytes)`` for each ``cifar-10-batches-bin/<name>`` of ``names``, in one
     streaming pass over the archive; each must be a regular file of ``size`` bytes. Any other
-    member is skipped unread."""
+    member is skipped unread. The whole gzip stream is read to its end, so a truncated archive,
+    a bad CRC, bytes after the gzip stream and members that do not line up with their headers
+    (tar would take the rest for the end of the archive) are each reported as what they are."""
     wanted = {f"{FOLDER}/{name}": name for name in names}
     try:
-        with tarfile.open(archive, "r|gz") as tar:
-            for member in tar:
-                name = wanted.pop(member.name, None)
-                if name is None:
-                    continue
-                if not member.isfile() or member.size != size:
-                    raise CIFARError(f"{archive}: {member.name} is not a file of {size:,} bytes "
-                                     f"({member.size:,}); download {URL} again")
-                data = tar.extractfile(member).read()
-                if len(data) != size:
-                    raise EOFError(f"{member.name} ends after {len(data):,} bytes")
-                yield name, data
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        with open(archive, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    name = wanted.pop(member.name, None)
+                    if name is None:
+                        continue
+                    if not member.isfile() or member.size != size:
+                        raise CIFARError(f"{archive}: {member.name} is not a file of {size:,} bytes "
+                                         f"({member.size:,}); download {URL} again")
+                    data = tar.extractfile(member).read()
+                    if len(data) != size:
+                        raise EOFError(f"{member.name} ends after {len(data):,} bytes")
+                    yield name, data
+            for block in iter(lambda: stream.read(1 << 20), b""):  # after tar's end: zeros only
+                if block.count(0) != len(block):
+                    raise CIFARError(f"{archive}: data follows the end of the tar archive (a member "
+                                     "longer than its header says, or damage); it is not CIFAR-10's "
+                                     f"binary version: delete it and download {URL} again")
+    except EOFError as exc:
+        raise CIFARError(f"{archive}: truncated ({' '.join(str(exc).split())}); delete it and "
+                         f"download {URL} again") from None
+    except (tarfile.TarError, zlib.error, OSError) as exc:  # gzip.BadGzipFile: a bad CRC, trailing bytes
         raise CIFARError(f"{archive}: not a readable gzip'd tar archive "
                          f"({' '.join(str(exc).split()) or type(exc).__name__}); delete it and "
                          f"download {URL} again") from None

@@ -10,6 +10,7 @@ truncated download or a swapped file never turns into a silently wrong array.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -70,7 +71,7 @@ def parse_idx(data: bytes, name="<bytes>", expect_shape=None) -> np.ndarray:
         ):
             want = ", ".join("any" if e is None else str(e) for e in expect_shape)
             raise IDXError(f"{name}: header says shape {shape}, expected ({want})")
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)  # Python integers: a header of huge dimensions cannot overflow
     if len(data) != header + size:
         raise IDXError(
             f"{name}: header promises {size} values after {header} header bytes "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import cifar10
 from .idx import IDXError, parse_idx, read_idx_bytes
 from .sources import DATASETS, SPLIT_FILES, find_file, locate, verify_content
 
@@ -18,7 +19,6 @@ def load_split(split="train", dataset="mnist", data_dir=None, download=True):
     ``dataset="cifar10"`` gives (N, 3, 32, 32) colour images instead (``data/cifar10.py``).
     """
     if dataset == "cifar10":
-        from . import cifar10
         return cifar10.load_split(split, data_dir, download)
     if split not in SPLIT_FILES:
         raise ValueError(f"unknown split {split!r}: choose 'train' or 'test'")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -172,6 +173,37 @@ def _one_line(exc) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _kind(path: Path) -> str:
+    """What stands at ``path``, in words ("a FIFO (named pipe)", "a folder", ...)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a dangling symbolic link" if path.is_symlink() else "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    for test, words in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                        (stat.S_ISBLK, "a block device"), (stat.S_ISREG, "a file")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def check_data_paths(folder: Path):
+    """Refuse (``DataNotFoundError``) a data folder that is not a folder, or that holds one of
+    the dataset's names as something other than a regular file (a FIFO, a folder, a dangling
+    link): such a path is named as what it is, instead of being called missing."""
+    folder = Path(folder)
+    if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        raise DataNotFoundError(f"{folder} is {_kind(folder)}, not a folder; move it away or choose "
+                                "another folder (--data-dir / SCRATCHVAE_DATA), then run again")
+    for name in all_files():
+        for candidate in (folder / name, folder / (name + ".gz")):
+            if (candidate.exists() or candidate.is_symlink()) and not candidate.is_file():
+                raise DataNotFoundError(f"{candidate} is {_kind(candidate)}, not a regular file; move "
+                                        "it away (the file is fetched again) and run again")
+
+
 def missing_files(folder: Path):
     return [n for n in all_files() if not find_file(folder, n)]
 
@@ -216,6 +248,7 @@ def locate_with_source(dataset: str = "mnist", data_dir=None, download: bool = T
     tried = []
 
     def complete(folder: Path):
+        check_data_paths(folder)
         missing = missing_files(folder)
         if missing:
             tried.append(f"{folder}: missing {', '.join(missing)}")
@@ -261,6 +294,7 @@ def download(dataset: str = "mnist", data_dir=None):
     if explicit:
         folder, tried = Path(explicit).expanduser(), []
         flag = "--data-dir" if data_dir else "SCRATCHVAE_DATA"
+        check_data_paths(folder)
         source = (fetch_into(dataset, folder, tried) if missing_files(folder)
                   else f"the folder given by {flag}")
         if source is None:

@@ -23,10 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..backend import BACKENDS, BackendUnavailableError
-from ..checkpoint import CheckpointError
-from ..cli import ArgumentParser, finite_float, nonnegative_int
+from ..cli import ArgumentParser, finite_float, nonnegative_int, run_command
 from ..data import DataNotFoundError, IDXError
-from ..training import TrainingError
+from ..runs import CheckpointError, TrainingError
 from . import nll
 from .paper import QUICK, ExperimentInterrupted, PaperSettings, run_paper
 
@@ -156,8 +155,6 @@ def main_nll(args, argv):
 
 def main(argv=None):
     """Exit codes: 0 done, 2 a user error, 1 an OS fault or out of memory, 130 interrupted."""
-    from ..cli import run_command
-
     return run_command(lambda: _main(argv), user_errors=(TrainingError, CheckpointError),
                        memory_hint="try a smaller --batch-size, --k or --eval-images",
                        interrupted="interrupted; run the same command again to resume")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import to_device
-from ..plot import _display, _figure, _save, _tile, latent_manifold, latent_scatter
+from ..figures import _display, _figure, _save, _tile, latent_manifold, latent_scatter
 
 MANIFOLD_SIZE = 15  # images per side of the generated manifold (Figure 8)
 

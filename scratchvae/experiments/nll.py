@@ -30,12 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import write_atomically
-from ..checkpoint import CHECKPOINT_NAME, load_model, read_meta
 from ..data import load_split
-from ..evaluate import importance_weighted_log_likelihood, negative_elbo, preprocess_test_images
-from ..run_folder import RunFolder
-from ..run_schema import RunFileError, loads_strict
-from ..training import TrainConfig, TrainingError, read_metrics
+from ..estimators import importance_weighted_log_likelihood, negative_elbo, preprocess_test_images
+from ..runs import CHECKPOINT_NAME, RunFileError, RunFolder, TrainConfig, TrainingError, load_model, read_meta, read_metrics
+from ..runs.schema import loads_strict
 from . import write_section
 from .paper import ExperimentInterrupted, check_run_settings, ensure_trained, machine_description, versions
 
@@ -305,7 +303,7 @@ def render(run_dir, figure=None) -> str:
         ("Scores, in nats per image, on the official test images binarized once (fixed by the "
          "seed): **negative ELBO**, one z per image and the analytic KL (an upper bound on "
          "-log p(x)); **IWAE NLL**, -log p(x) estimated with K importance samples "
-         "(`scratchvae.evaluate.importance_weighted_log_likelihood`, Burda et al. 2015), with one "
+         "(`scratchvae.estimators.importance_weighted_log_likelihood`, Burda et al. 2015), with one "
          "standard error over the images; lower is better."), "",
         "| epoch | test negative ELBO | IWAE NLL | ± | K | test images | training (min) |",
         "|---:|---:|---:|---:|---:|---:|---:|",

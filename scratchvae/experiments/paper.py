@@ -23,13 +23,12 @@ import numpy as np
 
 from .. import __version__
 from ..backend import get_xp, to_device, to_host
-from ..checkpoint import CHECKPOINT_NAME, load_model, read_meta
 from ..classifier import load_or_train_classifier
 from ..data import load_split
-from ..evaluate import preprocess_test_images
+from ..estimators import preprocess_test_images
 from ..fid import classifier_fid
-from ..run_folder import CONFIG_NAME, LOCK_NAME, RunFolder
-from ..training import TrainConfig, TrainingError, TrainingInterrupted, read_metrics, train
+from ..runs import CHECKPOINT_NAME, CONFIG_NAME, LOCK_NAME, RunFolder, TrainConfig, TrainingError, load_model, read_meta, read_metrics
+from ..training import TrainingInterrupted, train
 from . import write_section
 from .figures import paper_figures
 

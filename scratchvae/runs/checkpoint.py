@@ -11,11 +11,12 @@ state: training reseeds the generator from (seed, epoch, step) at every step, so
 *is* the generator state.
 
 Format 1 (before the metrics rows moved in) still loads: its rows come from the run folder's
-``metrics.csv`` (``scratchvae.run_folder``); the next save writes format 2.
+``metrics.csv`` (``scratchvae.runs.folder``); the next save writes format 2.
 """
 from __future__ import annotations
 
 import math
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -23,9 +24,11 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
-from .atomic import write_npz_atomically
-from .backend import to_device, to_host
-from .run_schema import (RunFileError, check_config, check_metrics_rows, check_position,
+from ..atomic import write_npz_atomically
+from ..backend import to_device, to_host
+from ..models import build_vae
+from .config import TrainConfig
+from .schema import (RunFileError, check_config, check_metrics_rows, check_position,
                          dumps_strict, loads_strict)
 
 FORMAT_VERSION = 2
@@ -63,9 +66,6 @@ def expected_arrays(vae) -> dict:
 
 def model_from_config(config: dict, backend="numpy"):
     """The (freshly initialized) VAE that a run config describes."""
-    from .models import build_vae
-    from .training import TrainConfig
-
     d = TrainConfig()
     return build_vae(config["model"], config["latent_dim"], config["likelihood"],
                      config.get("beta", d.beta), dtype=config.get("dtype", d.dtype),
@@ -173,8 +173,9 @@ class _Archive:
             raise
         except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError, SyntaxError, TypeError,
                 KeyError, IndexError, OverflowError, UnicodeError, NotImplementedError, MemoryError,
-                RecursionError, AttributeError) as exc:
-            # whatever a damaged member makes the zip or .npy header parser raise
+                RecursionError, AttributeError, tokenize.TokenError) as exc:
+            # whatever a damaged member makes the zip or .npy header parser raise (the header is
+            # a Python literal, parsed by ast and tokenize: an unclosed "[" is a TokenError)
             _fail(self.path, f"{key}: unreadable ({type(exc).__name__}: {str(exc)[:120]})")
         return np.frombuffer(data, dtype=got_dtype).reshape(got_shape).copy()
 

@@ -17,8 +17,8 @@ What it guarantees (docs/training.md#what-survives-which-fault):
   when the run is created; each training session (the first and every resume) adds a record
   to ``sessions.json``.
 * Every file is written through ``scratchvae.atomic`` (temp file, fsync, rename, fsync of
-  the folder), and every file is read through a checked schema (``scratchvae.run_schema``,
-  ``scratchvae.checkpoint``).
+  the folder), and every file is read through a checked schema (``scratchvae.runs.schema``,
+  ``scratchvae.runs.checkpoint``).
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ try:
 except ImportError:  # Windows: no flock; a second writer is not detected there (docs/training.md)
     fcntl = None
 
-from .atomic import check_writable, temporary_name_of, write_atomically
+from ..atomic import check_writable, temporary_name_of, write_atomically
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint, read_meta, save_checkpoint
-from .run_schema import (RunFileError, check_metrics_rows, dumps_strict, format_metrics_csv, loads_strict, parse_config_json,
+from .schema import (RunFileError, check_metrics_rows, dumps_strict, format_metrics_csv, loads_strict, parse_config_json,
                          parse_metrics_csv)
 
 LOCK_NAME = ".scratchvae.lock"
@@ -190,6 +190,22 @@ class RunFolder:
         return folder
 
     @classmethod
+    def create_new(cls, path, config: dict, companions=(), attempts=1000) -> "RunFolder":
+        """``create`` in a folder no other run has taken: ``path`` itself, else ``path-2``,
+        ``path-3``, ... Each candidate is claimed with an atomic mkdir, so runs started at the
+        same moment with the same name each get their own folder."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for i in range(1, attempts + 1):
+            candidate = path if i == 1 else path.with_name(f"{path.name}-{i}")
+            try:
+                os.mkdir(candidate)
+            except FileExistsError:
+                continue
+            return cls.create(candidate, config, companions)
+        raise RunFolderError(f"{path} and {attempts - 1} numbered variants are all taken; choose --out")
+
+    @classmethod
     def open_for_training(cls, path) -> "RunFolder":
         """Lock an existing run for a resume; refuse a folder that holds no run."""
         folder = cls(path)
@@ -284,6 +300,15 @@ class RunFolder:
         check_metrics_rows(rows, "the rows to save", epochs=position["epoch"])  # a bug, if not
         save_checkpoint(self.path / CHECKPOINT_NAME, vae, optimizer, position, config, rows)
         self.write_metrics(rows)
+
+
+def read_metrics(path) -> list:
+    """The per-epoch rows of a run (dicts of text by column), given its folder or its
+    ``metrics.csv``: from the checkpoint when there is one (the truth), else from metrics.csv
+    itself (a folder without a checkpoint, e.g. copied back from another machine); both checked."""
+    path = Path(path)
+    folder = RunFolder(path.parent if path.name == METRICS_NAME else path)
+    return folder.rows() if folder.has_checkpoint() else folder.read_metrics_csv()
 
 
 def session_record(kind, position, epochs, versions, backend):

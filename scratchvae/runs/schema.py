@@ -9,9 +9,14 @@ import dataclasses
 import json
 import math
 
+from ..backend import BACKENDS
+from ..data import DATASET_NAMES
+from ..likelihoods import LIKELIHOODS
+from ..models import KL_ESTIMATORS
+from .config import MAX_LATENT_DIM, TrainConfig, TrainingError
+
 METRICS_FIELDS = ("epoch", "train_loss", "test_loss", "test_recon", "test_kl", "seconds",
                   "images_per_second")
-MAX_LATENT_DIM = 65_536  # a model with more latent dimensions than this is refused, not built
 MAX_SMALL_FILE = 64 * 2**20  # config.json, metrics.csv and the checkpoint's meta: at most 64 MiB
 _MAX_CELL = 40  # characters of one metrics.csv cell
 _CONFIG_EXTRAS = {"versions": dict, "num_params": int}
@@ -31,8 +36,6 @@ def _is_number(v):
 
 def _field_checks():
     """{TrainConfig field: predicate on its JSON value} from the dataclass's annotations."""
-    from .training import TrainConfig
-
     kinds = {"int": _is_int, "float": _is_number, "str": lambda v: isinstance(v, str),
              "bool": lambda v: isinstance(v, bool)}
     checks = {}
@@ -51,8 +54,6 @@ def check_config(config, source, error=RunFileError) -> dict:
     are TrainConfig fields (plus ``versions`` and ``num_params``), each of its type, with the
     ranges ``TrainConfig.resolve`` enforces. Fields missing from older runs take the defaults.
     Returns it; raises ``error`` naming ``source``."""
-    from .training import TrainConfig, TrainingError
-
     if not isinstance(config, dict):
         raise error(f"{source}: the run config is a JSON {type(config).__name__}, not an object")
     checks = _field_checks()
@@ -78,11 +79,6 @@ def check_config(config, source, error=RunFileError) -> dict:
         cfg.resolve()
     except (TrainingError, ValueError, TypeError) as exc:
         raise error(f"{source}: the run config is not valid ({exc})") from None
-    from .backend import BACKENDS
-    from .data import DATASET_NAMES
-    from .likelihoods import LIKELIHOODS
-    from .models import KL_ESTIMATORS
-
     for key, allowed in (("likelihood", LIKELIHOODS), ("kl", KL_ESTIMATORS), ("backend", BACKENDS),
                          ("dtype", ("float32", "float64")), ("dataset", DATASET_NAMES)):
         if key in config and config[key] not in allowed:
