@@ -32,13 +32,21 @@ def draw(lesson: Path, figures: Path, data_dir) -> list[str]:
 
 
 def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python lessons/draw_figures.py",
+        description="Run lessons as the test suite does (checking what they print) and copy every "
+        "figure they link into lessons/figures/, the one way the committed figures change.")
+    parser.add_argument("lessons", nargs="*", metavar="LESSON.md",
+                        help="the lessons to run (default: all of them)")
+    args = parser.parse_args(argv)
     from mnist_data import mnist_dir_or_reason
     data_dir, why = mnist_dir_or_reason()
     if data_dir is None:
         print(f"draw_figures: {why}", file=sys.stderr)
         return 2
-    args = argv if argv is not None else sys.argv[1:]
-    lessons = [Path(a).resolve() for a in args] or sorted(HERE.glob("[0-9][0-9]_*.md"))
+    lessons = [Path(a).resolve() for a in args.lessons] or sorted(HERE.glob("[0-9][0-9]_*.md"))
     for lesson in lessons:
         try:
             names = draw(lesson, HERE / "figures", data_dir)

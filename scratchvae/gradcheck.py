@@ -128,7 +128,7 @@ def numerical_gradient(loss, array, step=DEFAULT_STEP, indices=None):
     return out.reshape(array.shape)
 
 
-def _compare(name, analytic, numeric, indices):
+def compare(name, analytic, numeric, indices):
     a = to_host(analytic).reshape(-1)[indices].astype(np.float64)
     n = numeric.reshape(-1)[indices]
     diff = np.abs(a - n)
@@ -181,7 +181,7 @@ def check_function(forward, backward, inputs, dy=None, seed=0, step=DEFAULT_STEP
             raise ValueError(f"gradient {name!r} has shape {g.shape}, input has {inputs[name].shape}")
         idx = _entries(g.shape, max_entries, rng)
         numeric = numerical_gradient(loss, inputs[name], step, idx)
-        report.checks[name] = _compare(name, g, numeric, idx)
+        report.checks[name] = compare(name, g, numeric, idx)
     return report
 
 

@@ -11,9 +11,10 @@ import sys
 from .backend import BACKENDS, BackendUnavailableError
 from .cli import ArgumentParser, finite_float, nonnegative_int, run_command
 from .data import DATASET_NAMES, DataNotFoundError, IDXError
+from .exercises import train_with_exercises
 from .likelihoods import LIKELIHOODS
 from .models import ARCHITECTURES, KL_ESTIMATORS
-from .runs import CheckpointError, RunFileError, RunFolderError, TrainConfig, TrainingError
+from .runs import CheckpointError, RunFileError, RunFolderError, TrainConfig, TrainingError, read_metrics
 from .training import train
 
 DEFAULTS = TrainConfig()
@@ -68,6 +69,9 @@ def build_parser():
     a("--resume", metavar="RUN", help="continue the run in folder RUN from its checkpoint")
     a("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
     a("--no-figures", action="store_true", help="skip the figures at the end")
+    a("--exercises", metavar="DIR", help="train with the exercise pairs you wrote in DIR (python -m "
+      "scratchvae.exercises) in place of the engine's, then the same run with the engine's own code, "
+      "and print both test losses (docs/exercises.md)")
     return p
 
 
@@ -78,9 +82,22 @@ def main(argv=None):
     out, resume = args.pop("out", None), args.pop("resume", None)
     progress = not args.pop("no_progress", False)
     figures = not args.pop("no_figures", False)
+    exercises = args.pop("exercises", None)
+
+    def one_run(cfg, label):
+        """One of --exercises' two runs (``label``: "yours" or "scratchvae"); its test loss."""
+        run_dir = train(cfg, out=None if out is None else f"{out}-{label}", overrides=set(args),
+                        progress=progress, figures=figures)
+        print(f"done: {run_dir}")
+        return float(read_metrics(run_dir)[-1]["test_loss"])
 
     def body():
         cfg = TrainConfig(**args)
+        if exercises is not None:
+            if resume is not None:
+                raise TrainingError("--exercises starts two new runs (yours and the engine's); drop --resume")
+            train_with_exercises(exercises, cfg, one_run)
+            return 0
         run_dir = train(cfg, out=out, resume=resume, overrides=set(args), progress=progress,
                         figures=figures)
         print(f"done: {run_dir}")

@@ -1,23 +1,21 @@
 """Activation layers: ReLU, LeakyReLU, Sigmoid, Tanh. Math in ``functional/activations.py``."""
-from ..functional import activations as F
+from ..functional import activations as F  # F.name at call time: exercises swap in a learner's pair
 from .base import Layer
 
 _ANY_RANK = (1, 2, 3, 4, 5)
 
 
 class _Activation(Layer):
-    """An elementwise map with no parameters; any input shape."""
-
-    _forward = None
-    _backward = None
+    """An elementwise map with no parameters; any input shape. A subclass defines
+    ``_forward(x)`` and ``_backward(dy, cache)``."""
 
     def forward(self, x, training=True):
         self.check_input(x, _ANY_RANK)
-        y, cache = type(self)._forward(x)
+        y, cache = self._forward(x)
         return self.remember(cache, y)
 
     def backward(self, dy):
-        return type(self)._backward(dy, self.take_cache(dy))
+        return self._backward(dy, self.take_cache(dy))
 
 
 class _Piecewise(Layer):
@@ -55,15 +53,21 @@ class ReLU(_Piecewise):
 class Sigmoid(_Activation):
     """y = 1 / (1 + exp(-x)), computed without overflow."""
 
-    _forward = F.sigmoid_forward
-    _backward = F.sigmoid_backward
+    def _forward(self, x):
+        return F.sigmoid_forward(x)
+
+    def _backward(self, dy, y):
+        return F.sigmoid_backward(dy, y)
 
 
 class Tanh(_Activation):
     """y = tanh(x)."""
 
-    _forward = F.tanh_forward
-    _backward = F.tanh_backward
+    def _forward(self, x):
+        return F.tanh_forward(x)
+
+    def _backward(self, dy, y):
+        return F.tanh_backward(dy, y)
 
 
 class LeakyReLU(_Piecewise):

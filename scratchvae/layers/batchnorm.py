@@ -1,11 +1,6 @@
 """BatchNorm1d and BatchNorm2d with PyTorch's running-statistics convention.
 Math in ``functional/batchnorm.py``."""
-from ..functional.batchnorm import (
-    batchnorm_backward,
-    batchnorm_eval_backward,
-    batchnorm_eval_forward,
-    batchnorm_forward,
-)
+from ..functional import batchnorm as F  # F.name at call time: exercises swap in a learner's pair
 from .base import Layer
 
 
@@ -40,7 +35,7 @@ class _BatchNorm(Layer):
         g, b = self.params["gamma"], self.params["beta"]
         if not training:
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-            y, cache = batchnorm_eval_forward(x, g, b, rm, rv, self.eps)
+            y, cache = F.batchnorm_eval_forward(x, g, b, rm, rv, self.eps)
             return self.remember((False, cache), y)
         m = x.size // x.shape[1]
         if m < 2:
@@ -48,7 +43,7 @@ class _BatchNorm(Layer):
                 f"{self._name()}: training needs more than one value per feature, got input of "
                 f"shape {tuple(x.shape)}; use a batch of 2 or more, or forward(x, training=False)"
             )
-        y, cache = batchnorm_forward(x, g, b, self.eps)
+        y, cache = F.batchnorm_forward(x, g, b, self.eps)
         mean, var = cache[-2], cache[-1]
         mom = self.momentum
         rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
@@ -58,7 +53,7 @@ class _BatchNorm(Layer):
 
     def backward(self, dy):
         training, cache = self.take_cache(dy)
-        step = batchnorm_backward if training else batchnorm_eval_backward
+        step = F.batchnorm_backward if training else F.batchnorm_eval_backward
         dx, dgamma, dbeta = step(dy, cache)
         self.set_grads(gamma=dgamma, beta=dbeta)
         return dx

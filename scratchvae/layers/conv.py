@@ -1,11 +1,6 @@
 """Conv2d and ConvTranspose2d layers (NCHW, PyTorch layouts). Math in ``functional/conv.py``."""
-from ..functional.conv import (
-    _pair,
-    conv2d_backward,
-    conv2d_forward,
-    conv_transpose2d_backward,
-    conv_transpose2d_forward,
-)
+from ..functional import conv as F  # F.name at call time: exercises swap in a learner's pair
+from ..functional.conv import _pair
 from .base import Layer
 
 
@@ -34,7 +29,7 @@ class Conv2d(Layer):
     def forward(self, x, training=True):
         self.check_input(x, 4, self.in_channels)
         try:
-            y, cache = conv2d_forward(x, self.params["W"], self.params.get("b"), self.stride,
+            y, cache = F.conv2d_forward(x, self.params["W"], self.params.get("b"), self.stride,
                                       self.padding)
         except ValueError as exc:
             raise ValueError(f"Conv2d: input of shape {tuple(x.shape)}: {exc}") from None
@@ -44,7 +39,7 @@ class Conv2d(Layer):
 
     def backward(self, dy, input_grad=True):
         """dL/dx (None with ``input_grad=False``), and the parameter gradients into ``grads``."""
-        dx, dW, db = conv2d_backward(dy, self.take_cache(dy), input_grad)
+        dx, dW, db = F.conv2d_backward(dy, self.take_cache(dy), input_grad)
         self.set_grads(W=dW, **({"b": db} if self.bias else {}))
         return dx
 
@@ -86,7 +81,7 @@ class ConvTranspose2d(Layer):
     def forward(self, x, training=True):
         self.check_input(x, 4, self.in_channels)
         try:
-            y, cache = conv_transpose2d_forward(
+            y, cache = F.conv_transpose2d_forward(
                 x, self.params["W"], self.params.get("b"), self.stride, self.padding,
                 self.output_padding
             )
@@ -95,7 +90,7 @@ class ConvTranspose2d(Layer):
         return self.remember(cache, y)
 
     def backward(self, dy):
-        dx, dW, db = conv_transpose2d_backward(dy, self.take_cache(dy))
+        dx, dW, db = F.conv_transpose2d_backward(dy, self.take_cache(dy))
         self.set_grads(W=dW, **({"b": db} if self.bias else {}))
         return dx
 

@@ -1,5 +1,5 @@
 """Dense layer: y = x @ W + b with W (in, out). Math in ``functional/dense.py``."""
-from ..functional.dense import dense_backward, dense_forward
+from ..functional import dense as F  # F.name at call time: exercises swap in a learner's pair
 from .base import Layer
 
 
@@ -19,14 +19,14 @@ class Dense(Layer):
 
     def forward(self, x, training=True):
         self.check_input(x, 2, self.in_features, "features")
-        y, cache = dense_forward(x, self.params["W"], self.params["b"])
+        y, cache = F.dense_forward(x, self.params["W"], self.params["b"])
         return self.remember(cache, y)
 
     skips_input_grad = True
 
     def backward(self, dy, input_grad=True):
         """dL/dx (None with ``input_grad=False``), and the parameter gradients into ``grads``."""
-        dx, dW, db = dense_backward(dy, self.take_cache(dy), input_grad)
+        dx, dW, db = F.dense_backward(dy, self.take_cache(dy), input_grad)
         self.set_grads(W=dW, b=db)
         return dx
 

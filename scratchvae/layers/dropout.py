@@ -1,6 +1,6 @@
 """Inverted dropout layer. Math in ``functional/dropout.py``."""
 from ..backend import backend_of
-from ..functional.dropout import dropout_backward, dropout_forward
+from ..functional import dropout as F  # F.name at call time: exercises swap in a learner's pair
 from .base import Layer
 
 
@@ -34,14 +34,14 @@ class Dropout(Layer):
                 f"{self.backend}; build the layer with backend={backend_of(x)!r}"
             )
         mask = _draw_in_layout(self.rng, x, 1.0 - self.p)
-        y, scaled_mask = dropout_forward(x, mask, self.p)
+        y, scaled_mask = F.dropout_forward(x, mask, self.p)
         return self.remember((scaled_mask,), y)
 
     def backward(self, dy):
         (scaled_mask,) = self.take_cache(dy)
         if scaled_mask is None:  # identity in evaluation
             return dy
-        return dropout_backward(dy, scaled_mask)
+        return F.dropout_backward(dy, scaled_mask)
 
     def __repr__(self):
         return f"Dropout(p={self.p})"

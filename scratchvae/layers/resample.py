@@ -1,11 +1,6 @@
 """Upsample (nearest) and GlobalAvgPool2d. Math in ``functional/resample.py``."""
-from ..functional.resample import (
-    _check_scale,
-    global_avg_pool2d_backward,
-    global_avg_pool2d_forward,
-    upsample_nearest_backward,
-    upsample_nearest_forward,
-)
+from ..functional import resample as F  # F.name at call time: exercises swap in a learner's pair
+from ..functional.resample import _check_scale
 from .base import Layer
 
 
@@ -26,11 +21,11 @@ class Upsample(Layer):
 
     def forward(self, x, training=True):
         self.check_input(x, 4)
-        y, cache = upsample_nearest_forward(x, self.scale_factor)
+        y, cache = F.upsample_nearest_forward(x, self.scale_factor)
         return self.remember(cache, y)
 
     def backward(self, dy):
-        return upsample_nearest_backward(dy, self.take_cache(dy))
+        return F.upsample_nearest_backward(dy, self.take_cache(dy))
 
     def __repr__(self):
         return f"Upsample(scale_factor={self.scale_factor}, mode={self.mode!r})"
@@ -42,8 +37,8 @@ class GlobalAvgPool2d(Layer):
 
     def forward(self, x, training=True):
         self.check_input(x, 4)
-        y, cache = global_avg_pool2d_forward(x)
+        y, cache = F.global_avg_pool2d_forward(x)
         return self.remember(cache, y)
 
     def backward(self, dy):
-        return global_avg_pool2d_backward(dy, self.take_cache(dy))
+        return F.global_avg_pool2d_backward(dy, self.take_cache(dy))
