@@ -14,7 +14,8 @@ MODULES = [
     "scratchvae.likelihoods", "scratchvae.models", "scratchvae.optim", "scratchvae.gradcheck",
     "scratchvae.data", "scratchvae.data.cifar10", "scratchvae.estimators", "scratchvae.figures",
     "scratchvae.runs.config", "scratchvae.runs.checkpoint", "scratchvae.runs.folder", "scratchvae.training",
-    "scratchvae.evaluate", "scratchvae.exercises", "scratchvae.experiments", "scratchvae.experiments.paper",
+    "scratchvae.evaluate", "scratchvae.exercises", "scratchvae.explorer.decoder_program",
+    "scratchvae.explorer.page", "scratchvae.experiments", "scratchvae.experiments.paper",
     "scratchvae.experiments.figures", "scratchvae.experiments.nll", "scratchvae.classifier", "scratchvae.fid",
 ]
 

@@ -426,7 +426,7 @@ def test_evaluate_run_says_what_it_computes_and_shows_a_bar(tmp_path, capsys):
     assert capsys.readouterr().err == ""  # progress=False: no bar
 
 
-@pytest.mark.parametrize("module", ["evaluate", "plot", "train"])
+@pytest.mark.parametrize("module", ["evaluate", "plot", "train", "explore"])
 def test_help_prints_each_default_once(module, monkeypatch):
     """Each option's help names its default at most once, and names it when it has one."""
     import argparse
