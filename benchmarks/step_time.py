@@ -45,7 +45,10 @@ def real_batch(batch, seed=0, real=True):
         shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
         images, _ = load_split("train", data_dir=shared if shared.is_dir() else None, download=False)
         idx = np.random.default_rng(seed).choice(len(images), batch, replace=False)
-        return (images[idx].astype(np.float32) / 255.0)[:, None]
+        # reshape, not [:, None]: NumPy gives a new axis stride 0, and a (N, 1, H, W) tensor with
+        # a stride-0 channel axis is one PyTorch's memory-format heuristics may read as channels-
+        # last, a different (and on some builds far slower) convolution path than a plain model's
+        return (images[idx].astype(np.float32) / 255.0).reshape(batch, 1, 28, 28)
     except Exception:  # benchmark on noise rather than not at all
         return np.random.default_rng(seed).random((batch, 1, 28, 28), dtype=np.float32)
 
@@ -92,6 +95,7 @@ class TorchStep:
         self.model = VAE(model, 2).to(device).train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.x = torch.from_numpy(real_batch(batch, real=real)).to(device)
+        assert self.x.stride() == torch.empty(self.x.shape).stride(), "a plain model's input: canonical strides"
         self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def __call__(self):

@@ -125,7 +125,8 @@ class VAE(nn.Module):
 # -- training and evaluation ------------------------------------------------------
 def load_images(split, data_dir):
     images, _ = load_split(split, data_dir=data_dir)
-    return torch.from_numpy((images.astype(np.float32) / 255.0)[:, None])  # (N, 1, 28, 28)
+    # (N, 1, 28, 28) by reshape: [:, None] would give the channel axis stride 0 (see step_time.py)
+    return torch.from_numpy((images.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28))
 
 
 def train_epoch(model, optimizer, x_train, batch_size, rng):

@@ -9,7 +9,8 @@ Modules:
 """
 __version__ = "0.1.0"
 
-from .cli import quiet_startup, started_as_command
+from .cli import command_environment, quiet_startup, started_as_command
 
-if started_as_command():  # python -m scratchvae.<command>: a Ctrl-C while it loads is one line
-    quiet_startup()
+if started_as_command():  # python -m scratchvae.<command>: a Ctrl-C while it loads is one line,
+    quiet_startup()       # and OpenBLAS's threads sleep soon after a product
+    command_environment()

@@ -92,6 +92,19 @@ def _interrupted_at_startup(signum, frame):
     os._exit(EXIT_INTERRUPTED)
 
 
+# OpenBLAS's idle threads spin for 2^28 cycles (a tenth of a second) after every product before
+# they sleep, holding the second core while the step's elementwise work (Adam's two halves, say)
+# wants it; 2^4 cycles lets them sleep at once. Measured: an epoch of the default model 3.5 ->
+# 3.1 s, paper-conv unchanged (docs/performance.md). A user's own setting is kept.
+OPENBLAS_THREAD_TIMEOUT = "4"
+
+
+def command_environment():
+    """Settings the commands give the libraries they load, before NumPy loads OpenBLAS (it reads
+    them once, at load). ``scratchvae/__init__.py`` calls it for the commands only."""
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT)
+
+
 def quiet_startup():
     """Until ``run_command`` takes over, Ctrl-C or SIGTERM ends the process with one line and
     exit 130: a command spends its first second importing NumPy and the engine, where a

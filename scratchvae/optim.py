@@ -24,9 +24,25 @@ Adam (bias-corrected), t = 1, 2, ...:
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import threadpool_info
 
 from .backend import backend_of, get_array_module, to_device, to_host
 from .flat_params import shared_buffer, views_like
+
+# Adam's update is elementwise: on NumPy a flat buffer of at least this many numbers is cut into
+# one contiguous part per BLAS thread, each updated by the same operations in its own thread
+# (NumPy releases the GIL inside each operation). Every number gets exactly the arithmetic of
+# the one-thread update, so the result does not depend on the thread count; below this size a
+# second thread costs more than it saves (docs/performance.md).
+PARALLEL_UPDATE_MIN = 2**17
+
+
+def _blas_threads():
+    """The BLAS's thread count (``OPENBLAS_NUM_THREADS=1`` gives 1), as threadpoolctl sees it."""
+    return max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
 
 
 class Optimizer:
@@ -146,6 +162,21 @@ class Adam(Optimizer):
         # step allocates nothing; fresh multi-megabyte temporaries cost page faults every step
         self._scratch = [(get_array_module(p).empty_like(p), get_array_module(p).empty_like(p))
                          for p, _, _, _ in self._groups]
+        self._parts, self._pool = self._split(), None
+
+    def _split(self):
+        """The update's work items: (p, g, m, v, a, b) of each group, a flat NumPy buffer of
+        ``PARALLEL_UPDATE_MIN`` numbers or more cut into one contiguous part per BLAS thread."""
+        parts = []
+        for (p, g, m, v), (a, b) in zip(self._groups, self._scratch):
+            arrays = (p, g, m, v, a, b)
+            workers = _blas_threads() if get_array_module(p) is np and p.size >= PARALLEL_UPDATE_MIN else 1
+            if workers <= 1:
+                parts.append(arrays)
+                continue
+            bounds = [p.size * i // workers for i in range(workers + 1)]
+            parts += [tuple(x[lo:hi] for x in arrays) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        return parts
 
     def _slots(self):
         return {"m": self.m, "v": self.v}
@@ -158,7 +189,9 @@ class Adam(Optimizer):
         c2 = 1.0 - b2**self.t
         step_size = self.lr / c1
         sqrt_c2 = math.sqrt(c2)
-        for (p, g, m, v), (a, b) in zip(self._groups, self._scratch):
+
+        def update(arrays):
+            p, g, m, v, a, b = arrays
             xp = get_array_module(p)
             if self.weight_decay:
                 g = g + self.weight_decay * p
@@ -174,3 +207,13 @@ class Adam(Optimizer):
             b += self.eps
             xp.divide(a, b, out=a)
             p -= a
+
+        if len(self._parts) == 1:
+            update(self._parts[0])
+            return
+        if self._pool is None:  # the calling thread takes the first part, the pool the others
+            self._pool = ThreadPoolExecutor(len(self._parts) - 1, thread_name_prefix="scratchvae-adam")
+        pending = [self._pool.submit(update, part) for part in self._parts[1:]]
+        update(self._parts[0])
+        for done in pending:
+            done.result()

@@ -114,3 +114,29 @@ def test_piecewise_slope_at_zero_is_pytorchs(backend, name, slope):
     layer.forward(to_device(np.array([0.0, -1.0, 1.0]), backend))
     dx = to_host(layer.backward(to_device(np.array([3.0, 5.0, 7.0]), backend)))
     np.testing.assert_allclose(dx, [3.0 * slope, 5.0 * slope, 7.0], rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_where_free_forms_give_the_same_numbers_as_where(dtype):
+    """sigmoid as max(e, [x >= 0]) / (1 + e), LeakyReLU as max(x, a x) and its backward as
+    dy * max([x > 0], a): bit for bit the ``where`` forms they replace (docs/performance.md),
+    signed zeros, extremes and NaN included."""
+    from scratchvae.functional.activations import leaky_relu_backward, leaky_relu_forward, sigmoid_given_exp
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(20_000) * 30).astype(dtype)
+    x[:7] = [0.0, -0.0, 100.0, -100.0, 1e-30, -1e-30, np.nan]
+    e = np.exp(-np.abs(x))
+    d = 1 + e
+    with np.errstate(invalid="ignore"):
+        want = np.where(x >= 0, 1 / d, e / d).astype(dtype)
+        got = sigmoid_given_exp(x, e)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+    for slope in (0.0, 0.01, 0.2, 1.0):
+        y, cache = leaky_relu_forward(x, slope)
+        want_y = np.where(x > 0, x, slope * x).astype(dtype)
+        np.testing.assert_array_equal(y, want_y)
+        assert np.array_equal(np.signbit(y[:2]), np.signbit(want_y[:2]))
+        dy = rng.standard_normal(x.size).astype(dtype)
+        np.testing.assert_array_equal(leaky_relu_backward(dy, cache), np.where(x > 0, dy, slope * dy).astype(dtype))

@@ -414,3 +414,51 @@ def test_vae_stays_flat_when_moved(backend):
     assert shared_buffer(vae.grads.values()) is not None
     for k, p in vae.params.items():
         np.testing.assert_array_equal(to_host(p), values[k])
+
+
+def _tiled(shapes, values):
+    """{name: view} tiling one flat float32 buffer (as ``flatten_parameters`` lays them out)."""
+    flat = np.asarray(values, dtype=np.float32).copy()
+    out, start = {}, 0
+    for k, shape in shapes.items():
+        size = int(np.prod(shape))
+        out[k] = flat[start:start + size].reshape(shape)
+        start += size
+    return out, flat
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_on_several_threads_is_bit_identical_to_one(monkeypatch, weight_decay):
+    """A flat buffer above ``PARALLEL_UPDATE_MIN`` is updated in one contiguous part per BLAS
+    thread, each part in its own thread: every number gets the one-thread arithmetic, whatever
+    the thread count (1, 2 or 3 parts, split at odd places), state included."""
+    from scratchvae import optim
+
+    shapes = {"a": (700, 300), "b": (301,), "c": (97, 13)}  # 211,562 numbers, over 2**17
+    n = sum(int(np.prod(s)) for s in shapes.values())
+    start = np.random.default_rng(0).standard_normal(n)
+    grads_seen = np.random.default_rng(1).standard_normal((4, n))
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(optim, "_blas_threads", lambda threads=threads: threads)
+        params, _ = _tiled(shapes, start)
+        grads, flat_g = _tiled(shapes, np.zeros(n))
+        opt = Adam(params, grads, lr=1e-2, weight_decay=weight_decay)
+        assert opt.flat and len(opt._parts) == threads
+        for g in grads_seen:
+            flat_g[...] = g
+            opt.step()
+        results.append(({k: p.copy() for k, p in params.items()}, opt.state_dict()))
+    for params, state in results[1:]:
+        for k in params:
+            np.testing.assert_array_equal(params[k], results[0][0][k])
+        for k in state:
+            np.testing.assert_array_equal(state[k], results[0][1][k])
+
+
+def test_a_small_buffer_is_updated_in_one_part(monkeypatch):
+    from scratchvae import optim
+
+    monkeypatch.setattr(optim, "_blas_threads", lambda: 2)
+    p = {"w": np.ones(1000, np.float32)}
+    assert len(Adam(p, {"w": np.zeros(1000, np.float32)})._parts) == 1

@@ -133,6 +133,23 @@ def test_a_background_job_keeps_ignoring_ctrl_c(tmp_path):
     assert done.stdout.split() == ["True", "True"], done.stderr
 
 
+@pytest.mark.parametrize("users, seen", [(None, "4"), ("30", "30")])
+def test_a_command_lets_openblas_threads_sleep_soon_and_keeps_a_users_setting(users, seen):
+    """docs/performance.md: the commands set OPENBLAS_THREAD_TIMEOUT=4 before NumPy loads
+    OpenBLAS, unless the user set it; a library import leaves the environment alone."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if users is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = users
+    code = ("import os, sys; sys.orig_argv[1:3] = ['-m', 'scratchvae.train']; import scratchvae; "
+            "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), 'numpy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.stdout.split() == [seen, "False"], done.stderr  # set before NumPy is imported
+    done = subprocess.run([sys.executable, "-c", "import os, scratchvae; "
+                           "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.stdout.strip() == str(users)
+
+
 def test_the_start_up_handler_is_only_for_the_commands():
     done = subprocess.run([sys.executable, "-c", "import signal, scratchvae; "
                            "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)"],
