@@ -165,17 +165,19 @@ class Adam(Optimizer):
         self._parts, self._pool = self._split(), None
 
     def _split(self):
-        """The update's work items: (p, g, m, v, a, b) of each group, a flat NumPy buffer of
-        ``PARALLEL_UPDATE_MIN`` numbers or more cut into one contiguous part per BLAS thread."""
+        """Each group's work items, ``[(p, g, m, v, a, b), ...]``: one, or for the flat NumPy
+        buffer of ``PARALLEL_UPDATE_MIN`` numbers or more one contiguous part per BLAS thread
+        (separate parameter arrays are updated one by one, as they always were)."""
         parts = []
         for (p, g, m, v), (a, b) in zip(self._groups, self._scratch):
             arrays = (p, g, m, v, a, b)
-            workers = _blas_threads() if get_array_module(p) is np and p.size >= PARALLEL_UPDATE_MIN else 1
+            big = self.flat and get_array_module(p) is np and p.size >= PARALLEL_UPDATE_MIN
+            workers = _blas_threads() if big else 1
             if workers <= 1:
-                parts.append(arrays)
+                parts.append([arrays])
                 continue
             bounds = [p.size * i // workers for i in range(workers + 1)]
-            parts += [tuple(x[lo:hi] for x in arrays) for lo, hi in zip(bounds[:-1], bounds[1:])]
+            parts.append([tuple(x[lo:hi] for x in arrays) for lo, hi in zip(bounds[:-1], bounds[1:])])
         return parts
 
     def _slots(self):
@@ -208,12 +210,11 @@ class Adam(Optimizer):
             xp.divide(a, b, out=a)
             p -= a
 
-        if len(self._parts) == 1:
-            update(self._parts[0])
-            return
-        if self._pool is None:  # the calling thread takes the first part, the pool the others
-            self._pool = ThreadPoolExecutor(len(self._parts) - 1, thread_name_prefix="scratchvae-adam")
-        pending = [self._pool.submit(update, part) for part in self._parts[1:]]
-        update(self._parts[0])
-        for done in pending:
-            done.result()
+        for first, *others in self._parts:  # the calling thread takes a group's first part
+            if others and self._pool is None:
+                self._pool = ThreadPoolExecutor(max(map(len, self._parts)) - 1,
+                                                thread_name_prefix="scratchvae-adam")
+            pending = [self._pool.submit(update, part) for part in others]
+            update(first)
+            for done in pending:
+                done.result()
