@@ -30,7 +30,7 @@ from .models import build_vae
 from .optim import Adam
 from .runs.checkpoint import CHECKPOINT_NAME, check_compatible, restore
 from .runs.config import ARCHITECTURE_KEYS, TrainConfig, TrainingError, default_run_name
-from .runs.folder import RunFolder, read_metrics, session_record
+from .runs.folder import RunFolder, session_record
 
 SYNC_EVERY = 25  # steps between host reads of the running loss (progress bar, NaN check)
 

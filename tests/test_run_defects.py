@@ -19,8 +19,8 @@ from scratchvae import atomic
 from scratchvae.runs.checkpoint import read_checkpoint
 from scratchvae.runs.schema import dumps_strict
 
-from test_run_folder import (AS_ROOT, SETPRIV, WITHOUT_ROOTS_OVERRIDE, cli, copy_run, finished,  # noqa: F401
-                             hashes, one_line, tiny)
+from test_run_folder import (AS_ROOT, SETPRIV, WITHOUT_ROOTS_OVERRIDE, cli, copy_run, finished,  # noqa: F401 (a fixture)
+                             one_line, tiny)
 
 
 def files_of(folder):

@@ -54,6 +54,31 @@
     if (b < 0) return;
     for (let p = 0; p < positions; p++) for (let co = 0; co < cout; co++) y[p * cout + co] = WEIGHTS[b + co];
   }
+  // every (pixel p of the strided grid, pixel q of the other grid, kernel tap) that a 2-D
+  // convolution connects: q = p * stride - padding + tap, kept when inside (qh, qw)
+  function eachTap(op, gh, gw, qh, qw, visit) {   // (gh, gw): the strided grid's size
+    const [kh, kw] = op.k, [sh, sw] = op.stride, [ph, pw] = op.padding;
+    for (let py = 0; py < gh; py++) for (let px = 0; px < gw; px++) {
+      for (let ky = 0; ky < kh; ky++) {
+        const qy = py * sh - ph + ky;
+        if (qy < 0 || qy >= qh) continue;
+        for (let kx = 0; kx < kw; kx++) {
+          const qx = px * sw - pw + kx;
+          if (qx < 0 || qx >= qw) continue;
+          visit(py * gw + px, qy * qw + qx, ky * kw + kx);
+        }
+      }
+    }
+  }
+  function multiplyAdd(y, yo, x, xo, tap, ci, co, op) {  // y[yo + o] += sum_c x[xo + c] W[tap, c, o]
+    const wt = op.w + tap * ci * co;
+    for (let c = 0; c < ci; c++) {
+      const v = x[xo + c];
+      if (v === 0) continue;
+      const row = wt + c * co;
+      for (let o = 0; o < co; o++) y[yo + o] += v * WEIGHTS[row + o];
+    }
+  }
   const OPS = {
     dense(op, t) {                          // y = x W + b, W (in, out)
       const x = t.data, n = op.in, m = op.out, y = new Float64Array(m);
@@ -67,55 +92,23 @@
       return { shape: [m], data: y };
     },
     conv2d(op, t) {                         // cross-correlation; W as (kh, kw, C_in, C_out)
-      const [ci, h, w] = t.shape, x = t.data, co = op.cout;
+      const [ci, h, w] = t.shape, co = op.cout;
       const [kh, kw] = op.k, [sh, sw] = op.stride, [ph, pw] = op.padding;
       const ho = Math.floor((h + 2 * ph - kh) / sh) + 1, wo = Math.floor((w + 2 * pw - kw) / sw) + 1;
       const y = new Float64Array(ho * wo * co);
       bias(y, ho * wo, co, op.b);
-      for (let oy = 0; oy < ho; oy++) for (let ox = 0; ox < wo; ox++) {
-        const yo = (oy * wo + ox) * co;
-        for (let ky = 0; ky < kh; ky++) {
-          const iy = oy * sh - ph + ky;
-          if (iy < 0 || iy >= h) continue;
-          for (let kx = 0; kx < kw; kx++) {
-            const ix = ox * sw - pw + kx;
-            if (ix < 0 || ix >= w) continue;
-            const xo = (iy * w + ix) * ci, wt = op.w + (ky * kw + kx) * ci * co;
-            for (let c = 0; c < ci; c++) {
-              const v = x[xo + c];
-              if (v === 0) continue;
-              const row = wt + c * co;
-              for (let o = 0; o < co; o++) y[yo + o] += v * WEIGHTS[row + o];
-            }
-          }
-        }
-      }
+      // each output pixel gathers from the input pixels its kernel covers
+      eachTap(op, ho, wo, h, w, (out, inp, tap) => multiplyAdd(y, out * co, t.data, inp * ci, tap, ci, co, op));
       return { shape: [co, ho, wo], data: y };
     },
-    conv_transpose2d(op, t) {               // each input pixel scatters a kernel; W as (kh, kw, C_in, C_out)
-      const [ci, h, w] = t.shape, x = t.data, co = op.cout;
+    conv_transpose2d(op, t) {               // the adjoint: each input pixel scatters a kernel
+      const [ci, h, w] = t.shape, co = op.cout;
       const [kh, kw] = op.k, [sh, sw] = op.stride, [ph, pw] = op.padding, [oph, opw] = op.output_padding;
       const ho = (h - 1) * sh - 2 * ph + kh + oph, wo = (w - 1) * sw - 2 * pw + kw + opw;
       const y = new Float64Array(ho * wo * co);
       bias(y, ho * wo, co, op.b);
-      for (let iy = 0; iy < h; iy++) for (let ix = 0; ix < w; ix++) {
-        const xo = (iy * w + ix) * ci;
-        for (let ky = 0; ky < kh; ky++) {
-          const oy = iy * sh - ph + ky;
-          if (oy < 0 || oy >= ho) continue;
-          for (let kx = 0; kx < kw; kx++) {
-            const ox = ix * sw - pw + kx;
-            if (ox < 0 || ox >= wo) continue;
-            const yo = (oy * wo + ox) * co, wt = op.w + (ky * kw + kx) * ci * co;
-            for (let c = 0; c < ci; c++) {
-              const v = x[xo + c];
-              if (v === 0) continue;
-              const row = wt + c * co;
-              for (let o = 0; o < co; o++) y[yo + o] += v * WEIGHTS[row + o];
-            }
-          }
-        }
-      }
+      // the same pairs of pixels as a convolution from (ho, wo) to (h, w), the roles swapped
+      eachTap(op, h, w, ho, wo, (inp, out, tap) => multiplyAdd(y, out * co, t.data, inp * ci, tap, ci, co, op));
       return { shape: [co, ho, wo], data: y };
     },
     affine(op, t) {                         // batch norm, evaluation mode: x * scale + shift per channel
