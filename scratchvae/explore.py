@@ -15,11 +15,8 @@ from .backend import BACKENDS, BackendUnavailableError
 from .cli import ArgumentParser, run_command
 from .data import DataNotFoundError, IDXError, load_split
 from .estimators import preprocess_test_images
-from .explorer import EXPLORER_NAME, ExplorerError, check_replaceable, write_explorer
-from .figures import CLASS_NAMES, manifold_grid
+from .explorer import EXPLORER_NAME, ExplorerError, check_replaceable, write_dataset_explorer
 from .runs import CHECKPOINT_NAME, CheckpointError, RunFileError, load_model
-
-GRID_SIZE = 15  # the grid layer: the 15 x 15 of manifold_15x15.png
 
 
 def build_parser():
@@ -62,9 +59,7 @@ def main(argv=None):
         images, labels = load_split("test", dataset, config.get("data_dir"))
         mode = config.get("preprocess", "unit")
         x = preprocess_test_images(images[: args.limit], mode, config.get("seed", 0), vae.dtype)
-        page = write_explorer(vae, x, labels[: args.limit], out, class_names=CLASS_NAMES.get(dataset),
-                              preprocess=mode, grid=manifold_grid(GRID_SIZE),
-                              title=f"{run_dir.name} ({vae.name}, latent_dim = {vae.latent_dim}, {dataset})")
+        page = write_dataset_explorer(vae, x, labels[: args.limit], out, run_dir.name, dataset, mode)
         print(f"wrote {page.path} ({page.size / 2**20:.1f} MiB); open it in a browser")
         if not page.live:
             print(f"note: the page shows the codes only, no decoded images: {page.note}")

@@ -24,8 +24,8 @@ from .backend import get_xp, to_device
 from .cli import EXIT_ERROR, describe_os_error
 from .data import load_split, prepare_batch
 from .estimators import negative_elbo, preprocess_test_images
-from .explorer import EXPLORER_NAME, ExplorerError, write_explorer
-from .figures import CLASS_NAMES, manifold_grid, write_figures
+from .explorer import EXPLORER_NAME, ExplorerError, write_dataset_explorer
+from .figures import write_figures
 from .models import build_vae
 from .optim import Adam
 from .runs.checkpoint import CHECKPOINT_NAME, check_compatible, restore
@@ -383,11 +383,9 @@ def _check_position(position, n, cfg, path):
 
 def _figures(run_dir, vae, config, test_u8, test_labels, rows, log):
     try:  # the explorer page first: it needs no matplotlib
-        page = write_explorer(
+        page = write_dataset_explorer(
             vae, preprocess_test_images(test_u8, config["preprocess"], config["seed"], vae.dtype),
-            test_labels, run_dir / EXPLORER_NAME, class_names=CLASS_NAMES.get(config["dataset"]),
-            preprocess=config["preprocess"], grid=manifold_grid(15),
-            title=f"{run_dir.name} ({vae.name}, latent_dim = {vae.latent_dim}, {config['dataset']})")
+            test_labels, run_dir / EXPLORER_NAME, run_dir.name, config["dataset"], config["preprocess"])
         log(f"wrote {page.path}" + ("" if page.live else f" (the codes only: {page.note})"))
     except ExplorerError as exc:
         log(f"{EXPLORER_NAME} skipped: {exc}")

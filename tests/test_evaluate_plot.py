@@ -264,22 +264,12 @@ def run_dir(tmp_path, monkeypatch):
     Written with the training code's checkpoint writer; the test split is replaced by random
     uint8 images so no dataset is needed.
     """
-    from scratchvae import evaluate
-    from scratchvae.runs.checkpoint import save_checkpoint
-    from scratchvae.optim import Adam
+    from run_files import untrained_run
 
-    config = dict(model="paper-mlp", latent_dim=2, likelihood="bernoulli", beta=1.0, kl="analytic",
-                  variance=0.5, seed=0, dataset="mnist", data_dir=None, preprocess="binarize",
-                  dtype="float32")
-    vae = build_vae("paper-mlp", latent_dim=2, seed=0)
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps(config))
-    row = dict(epoch="1", train_loss="200.0000", test_loss="201.0000", test_recon="195.0000",
-               test_kl="1.0000", seconds="1.5", images_per_second="1000.0")  # = write_metrics's
-    save_checkpoint(run / "checkpoint.npz", vae, Adam(vae.params, vae.grads),
-                    dict(epoch=1, step=0, loss_sum=0.0), config, [row])
-    write_metrics(run, epochs=1)
+    from scratchvae import evaluate
+
+    run = untrained_run(tmp_path / "run", "paper-mlp", "mnist", "binarize")
+    write_metrics(run, epochs=1)  # the checkpoint's row, as metrics.csv
     rng = np.random.default_rng(0)
     fake = (rng.integers(0, 256, (30, 28, 28)).astype(np.uint8), rng.integers(0, 10, 30).astype(np.uint8))
     monkeypatch.setattr(evaluate, "load_split", lambda split, dataset, data_dir: fake)

@@ -14,6 +14,8 @@ import sys
 import numpy as np
 import pytest
 
+from run_files import untrained_run
+
 from scratchvae import explore
 from scratchvae.explorer import (EXPLORER_NAME, MARKER, ExplorerError, UnsupportedDecoder, decoder_program, explorer_html,
                                  page_data, view_extent, write_explorer)
@@ -181,17 +183,7 @@ def test_only_an_explorer_page_is_ever_replaced(tmp_path):
 def run_dir(tmp_path, monkeypatch):
     """A run folder with a checkpoint of an untrained fashion-mnist paper-conv, and a fake test
     split (random uint8 images) in place of the dataset."""
-    config = dict(model="paper-conv", latent_dim=2, likelihood="bernoulli", beta=1.0, kl="analytic",
-                  variance=0.5, seed=0, dataset="fashion-mnist", data_dir=None, preprocess="unit",
-                  dtype="float32")
-    vae = build_vae("paper-conv", latent_dim=2, seed=0)
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps(config))
-    row = dict(epoch="1", train_loss="200.0000", test_loss="201.0000", test_recon="195.0000",
-               test_kl="1.0000", seconds="1.5", images_per_second="1000.0")
-    save_checkpoint(run / "checkpoint.npz", vae, Adam(vae.params, vae.grads),
-                    dict(epoch=1, step=0, loss_sum=0.0), config, [row])
+    run = untrained_run(tmp_path / "run", "paper-conv", "fashion-mnist", "unit")
     rng = np.random.default_rng(0)
     fake = (rng.integers(0, 256, (40, 28, 28)).astype(np.uint8), rng.integers(0, 10, 40).astype(np.uint8))
     monkeypatch.setattr(explore, "load_split", lambda split, dataset, data_dir: fake)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..atomic import write_atomically
 from ..backend import to_device, to_host
+from ..figures import CLASS_NAMES, manifold_grid
 from .decoder_program import UnsupportedDecoder, decoder_program
 
 EXPLORER_NAME = "explorer.html"
@@ -180,3 +181,15 @@ def write_explorer(vae, images, labels, path, class_names=None, preprocess="unit
     text = explorer_html(data).encode("utf-8")
     write_atomically(path, text)
     return ExplorerPage(path, len(text), data["decoder"] is not None, data["meta"]["decoder_note"])
+
+
+GRID_SIZE = 15  # a trained run's grid layer: the 15 x 15 of manifold_15x15.png
+
+
+def write_dataset_explorer(vae, images, labels, path, name, dataset, preprocess="unit") -> ExplorerPage:
+    """``write_explorer`` with what a trained model's page shows: ``dataset``'s class names, the
+    15 x 15 grid at Gaussian quantiles and a title naming ``name`` (the run), the model and the
+    dataset. Training and ``python -m scratchvae.explore`` both write this page."""
+    return write_explorer(vae, images, labels, path, class_names=CLASS_NAMES.get(dataset),
+                          preprocess=preprocess, grid=manifold_grid(GRID_SIZE),
+                          title=f"{name} ({vae.name}, latent_dim = {vae.latent_dim}, {dataset})")
